@@ -1,0 +1,3 @@
+fn main() {
+    println!("strata-overlayfs {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,4 @@
+//! strata: a minimal container runtime built from namespaces, cgroups and pivot_root into a layered rootfs.
+
+#[allow(unsafe_code)]
+pub mod sys;

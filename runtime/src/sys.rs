@@ -1,0 +1,1 @@
+//! Every `unsafe` call of this crate, each behind a safe function.
