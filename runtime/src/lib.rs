@@ -2,3 +2,11 @@
 
 #[allow(unsafe_code)]
 pub mod sys;
+
+pub mod container;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod security;
+pub mod spec;
+pub mod state;
