@@ -117,10 +117,30 @@ pub fn execve_raw(
     io::Error::last_os_error()
 }
 
-/// fork(2) for strata's own helper processes (detach monitor); same single-threaded contract as
-/// [`clone3_run`].
+/// fork(2) for strata's own helper processes (detach monitor, the built-in init's command); same
+/// single-threaded contract as [`clone3_run`]. Uses clone(2) rather than clone3 because the built-in init
+/// forks under the container's seccomp filter, which answers clone3 with ENOSYS.
 pub fn fork_run<F: FnOnce() -> i32>(child: F) -> io::Result<Pid> {
-    clone3_run(0, None, child)
+    // SAFETY: clone with only SIGCHLD and a null stack is fork(2): the child gets a copy of the address
+    // space and continues on (its copy of) the current stack.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if rc == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(125);
+        exit_now(code);
+    }
+    Ok(Pid::from_raw(rc as i32))
 }
 
 /// Takes ownership of an fd the kernel just installed for us (an SCM_RIGHTS message) and nobody else owns.

@@ -244,7 +244,6 @@ fn run_claimed(
         }
     };
     let pid = spawned.pid;
-    ph.start("state");
     let mut st = State {
         id: p.id.clone(),
         status: Status::Running,
@@ -272,20 +271,6 @@ fn run_claimed(
             .map(|k| k.to_string())
             .collect(),
     };
-    let saved = cfg.state_root.save(&st).and_then(|()| {
-        p.spec
-            .save(p.dir.join("config.json"))
-            .map_err(|e| StateError::Io {
-                id: p.id.clone(),
-                err: std::io::Error::other(e.to_string()),
-            })
-    });
-    if let Err(e) = saved {
-        abort_child(pid);
-        started(Err((125, e.to_string())));
-        return Err(e.into());
-    }
-
     ph.start("rootfs");
     // The child mounts the rootfs, /proc, /dev …, reports the time, sets up security and execs; the
     // parent sees exec as the socket's EOF.
@@ -303,6 +288,23 @@ fn run_claimed(
             return Err(e.into());
         }
     }
+    // The state says "running" only once the command runs (a signal sent earlier could hit a pid 1
+    // without handlers); until then the claimed directory has no state.json and gc leaves it alone.
+    ph.start("state");
+    let saved = cfg.state_root.save(&st).and_then(|()| {
+        p.spec
+            .save(p.dir.join("config.json"))
+            .map_err(|e| StateError::Io {
+                id: p.id.clone(),
+                err: std::io::Error::other(e.to_string()),
+            })
+    });
+    if let Err(e) = saved {
+        abort_child(pid);
+        started(Err((125, e.to_string())));
+        return Err(e.into());
+    }
+
     started(Ok(()));
 
     ph.start("run");

@@ -178,3 +178,55 @@ pub fn host_mount_count() -> usize {
         .lines()
         .count()
 }
+
+/// Waits (up to 20 s, polling) until container `name`'s state says running; returns its state JSON.
+pub fn wait_running(env: &Env, name: &str) -> serde_json::Value {
+    let path = env.state.join(name).join("state.json");
+    for _ in 0..2000 {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                if v["status"] == "running" {
+                    return v;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("container {name} did not reach running state");
+}
+
+/// Waits for a spawned strata, killing it if it does not end within 30 s (so a broken test never hangs).
+pub fn wait_child(mut child: std::process::Child) -> Output {
+    for _ in 0..3000 {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    panic!("strata did not exit: {}", stderr(&out));
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// Waits (up to 20 s, polling) until `path` exists.
+pub fn wait_for_file(path: &Path) {
+    for _ in 0..2000 {
+        if path.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{} never appeared", path.display());
+}
