@@ -1,4 +1,5 @@
 //! strata: a minimal container runtime built from namespaces, cgroups and pivot_root into a layered rootfs.
 
+pub mod image;
 #[allow(unsafe_code)]
 pub mod sys;
