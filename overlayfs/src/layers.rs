@@ -218,6 +218,8 @@ pub fn probe(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<Probe> {
     match lstat_at(dir, name) {
         Ok(st) if is_chardev_whiteout(&st) => Ok(Probe::Whiteout),
         Ok(st) => Ok(Probe::Found(st)),
+        // A 252+ byte name cannot have an OCI whiteout (it would exceed NAME_MAX).
+        Err(Errno::ENOENT) if name.len() + WH_PREFIX.len() > 255 => Ok(Probe::Missing),
         Err(Errno::ENOENT) => match lstat_at(dir, &wh_name(name)) {
             Ok(_) => Ok(Probe::Whiteout),
             Err(Errno::ENOENT) => Ok(Probe::Missing),
@@ -249,9 +251,45 @@ pub fn is_opaque(dir: BorrowedFd<'_>) -> bool {
     lstat_at(dir, OsStr::new(WH_OPAQUE)).is_ok()
 }
 
-/// Whether a listed name is an overlay-private xattr the merged view must hide.
+const TRUSTED_OVL: &[u8] = b"trusted.overlay.";
+const ESCAPED_OVL: &[u8] = b"trusted.overlay.overlay.";
+
+/// Whether a real (layer) xattr name is overlay bookkeeping the merged view must hide. Escaped
+/// names (`trusted.overlay.overlay.*`, as the kernel stores a user's `trusted.overlay.*`) are not.
 pub fn is_private_xattr(name: &[u8]) -> bool {
-    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
+    (name.starts_with(TRUSTED_OVL) && !name.starts_with(ESCAPED_OVL))
+        || name.starts_with(b"user.overlay.")
+}
+
+/// The layer name under which a merged-view xattr is stored: `trusted.overlay.X` is escaped to
+/// `trusted.overlay.overlay.X` like the kernel does, so overlays can nest.
+pub fn escape_xattr(name: &std::ffi::OsStr) -> std::ffi::OsString {
+    let b = name.as_bytes();
+    if let Some(rest) = b.strip_prefix(TRUSTED_OVL) {
+        let mut v = ESCAPED_OVL.to_vec();
+        v.extend_from_slice(rest);
+        std::os::unix::ffi::OsStringExt::from_vec(v)
+    } else {
+        name.to_owned()
+    }
+}
+
+/// The merged-view name of a layer xattr (None when it is hidden bookkeeping).
+pub fn unescape_xattr(name: &[u8]) -> Option<Vec<u8>> {
+    if let Some(rest) = name.strip_prefix(ESCAPED_OVL) {
+        let mut v = TRUSTED_OVL.to_vec();
+        v.extend_from_slice(rest);
+        Some(v)
+    } else if is_private_xattr(name) {
+        None
+    } else {
+        Some(name.to_vec())
+    }
+}
+
+/// Whether a merged-view xattr name may not be set or read through the mount.
+pub fn is_reserved_view_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"user.overlay.")
 }
 
 /// Open a directory fd for reading its entries.

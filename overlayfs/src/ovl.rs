@@ -380,7 +380,13 @@ impl Overlay {
             },
             count,
         );
-        let attr = self.attr_from(&node, &st);
+        // A live node may already be copied up (a hard-link alias found in a lower layer): its
+        // attributes come from where the node lives now.
+        let attr = if node.state.read().upper != upper {
+            self.attr(&node)?
+        } else {
+            self.attr_from(&node, &st)
+        };
         Ok((node, attr))
     }
 
@@ -396,6 +402,20 @@ impl Overlay {
                 Probe::Missing => continue,
                 Probe::Whiteout => return Ok(false),
                 Probe::Found(_) => return Ok(true),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether the lookup of `name` in `parent` stops at a whiteout in some layer (a directory
+    /// made there must be opaque, as the kernel does).
+    pub fn whited_out(&self, parent: &Node, name: &OsStr) -> OpResult<bool> {
+        let dirs = parent.state.read().dirs.clone();
+        for (_, fd) in dirs.iter() {
+            match layers::probe(fd.as_fd(), name)? {
+                Probe::Missing => continue,
+                Probe::Whiteout => return Ok(true),
+                Probe::Found(_) => return Ok(false),
             }
         }
         Ok(false)
@@ -461,7 +481,7 @@ impl Overlay {
 
     /// getxattr on the visible copy (overlay-private names do not exist in the merged view).
     pub fn getxattr(&self, node: &Node, name: &OsStr) -> OpResult<Vec<u8>> {
-        if layers::is_private_xattr(name.as_encoded_bytes()) {
+        if layers::is_reserved_view_xattr(name.as_encoded_bytes()) {
             return Err(Errno::ENODATA);
         }
         let l = self.any_loc(node)?;
@@ -470,7 +490,7 @@ impl Overlay {
         } else {
             Some(l.name.as_os_str())
         };
-        sys::get_xattr(l.dirfd(), n, name).map_err(io_errno)
+        sys::get_xattr(l.dirfd(), n, &layers::escape_xattr(name)).map_err(io_errno)
     }
 
     /// listxattr of the visible copy without overlay-private names.
@@ -484,8 +504,8 @@ impl Overlay {
         let raw = sys::list_xattr(l.dirfd(), n).map_err(io_errno)?;
         let mut out = Vec::with_capacity(raw.len());
         for item in raw.split(|b| *b == 0).filter(|s| !s.is_empty()) {
-            if !layers::is_private_xattr(item) {
-                out.extend_from_slice(item);
+            if let Some(shown) = layers::unescape_xattr(item) {
+                out.extend_from_slice(&shown);
                 out.push(0);
             }
         }

@@ -198,8 +198,10 @@ impl Overlay {
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(e),
         }
+        let whited = matches!(what, Make::Dir(_)) && self.whited_out(parent, name)?;
         self.copy_up_dir(parent)?;
         let udir = parent.state.read().dir_fd(0).cloned().ok_or(Errno::EIO)?;
+        let parent_merged = parent.state.read().dirs.len() > 1;
         let pst = nix::sys::stat::fstat(udir.as_ref())?;
         let setgid = if pst.st_mode & libc::S_ISGID != 0 {
             Some(pst.st_gid)
@@ -238,7 +240,9 @@ impl Overlay {
                     self.set_opaque(udir.as_fd(), name)?;
                 }
                 nix::unistd::unlinkat(udir.as_fd(), &*wh, UnlinkatFlags::NoRemoveDir)?;
-            } else if is_dir && self.lower_positive(parent, name)? {
+            } else if is_dir && (whited || parent_merged || self.lower_positive(parent, name)?) {
+                // Like the kernel: a new directory inside a merged directory is made opaque
+                // (nothing below can show through it), as is one replacing a whiteout.
                 self.set_opaque(udir.as_fd(), name)?;
             }
         }
@@ -529,7 +533,7 @@ impl Overlay {
         value: &[u8],
         flags: i32,
     ) -> OpResult<()> {
-        if layers::is_private_xattr(name.as_encoded_bytes()) {
+        if layers::is_reserved_view_xattr(name.as_encoded_bytes()) {
             return Err(Errno::EPERM);
         }
         if !self.writable() {
@@ -542,12 +546,12 @@ impl Overlay {
         } else {
             Some(l.name.as_os_str())
         };
-        sys::set_xattr(l.dirfd(), n, name, value, flags).map_err(io_errno)
+        sys::set_xattr(l.dirfd(), n, &layers::escape_xattr(name), value, flags).map_err(io_errno)
     }
 
     /// removexattr.
     pub fn removexattr(&self, node: &Arc<Node>, name: &OsStr) -> OpResult<()> {
-        if layers::is_private_xattr(name.as_encoded_bytes()) {
+        if layers::is_reserved_view_xattr(name.as_encoded_bytes()) {
             return Err(Errno::ENODATA);
         }
         if !self.writable() {
@@ -562,7 +566,7 @@ impl Overlay {
         } else {
             Some(l.name.as_os_str())
         };
-        sys::remove_xattr(l.dirfd(), n, name).map_err(io_errno)
+        sys::remove_xattr(l.dirfd(), n, &layers::escape_xattr(name)).map_err(io_errno)
     }
 
     /// Whether the upper directory of `parent` shows `name` as a whiteout (for tests/tools).

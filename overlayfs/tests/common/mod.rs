@@ -362,7 +362,11 @@ fn list_xattrs(p: &Path, raw: bool) -> BTreeMap<String, Vec<u8>> {
             if k.starts_with("security.") {
                 continue;
             }
-            if raw && k.starts_with("trusted.overlay.") && k != "trusted.overlay.opaque" {
+            if raw
+                && k.starts_with("trusted.overlay.")
+                && k != "trusted.overlay.opaque"
+                && !k.starts_with("trusted.overlay.overlay.")
+            {
                 continue;
             }
             out.insert(k.to_string(), v.as_bytes().to_vec());
@@ -413,10 +417,15 @@ pub fn snapshot(root: &Path, opts: SnapOpts) -> BTreeMap<String, Ent> {
         } else {
             "sock"
         };
-        let same = first_with_ino
-            .entry(md.ino())
-            .or_insert_with(|| rel.clone())
-            .clone();
+        // The kernel shares one inode among its whiteouts; that is not a hard link of the tree.
+        let same = if kind == "chr" && md.rdev() == 0 {
+            rel.clone()
+        } else {
+            first_with_ino
+                .entry(md.ino())
+                .or_insert_with(|| rel.clone())
+                .clone()
+        };
         let ent = Ent {
             kind,
             mode: md.mode(),
