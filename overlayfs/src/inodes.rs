@@ -31,6 +31,9 @@ pub struct NodeState {
     pub unlinked: bool,
     /// nlink of the lower copy (to report hard-link counts after copy-up, as index=on does).
     pub lower_nlink: u64,
+    /// Other names (hard links) this object was found under, so it stays reachable when its
+    /// first name goes away.
+    pub aliases: Vec<(Arc<Node>, OsString)>,
 }
 
 impl NodeState {

@@ -109,6 +109,7 @@ impl Overlay {
                 dirs,
                 unlinked: false,
                 lower_nlink: 1,
+                aliases: Vec::new(),
             },
         ));
         Ok(Overlay {
@@ -375,11 +376,15 @@ impl Overlay {
                         dirs: subdirs,
                         unlinked: false,
                         lower_nlink: lower.map(|l| l.1).unwrap_or(1),
+                        aliases: Vec::new(),
                     },
                 )
             },
             count,
         );
+        if !node.is_dir() && node.state.read().upper == upper {
+            self.note_alias(&node, parent, name);
+        }
         // A live node may already be copied up (a hard-link alias found in a lower layer): its
         // attributes come from where the node lives now.
         let attr = if node.state.read().upper != upper {
@@ -388,6 +393,58 @@ impl Overlay {
             self.attr_from(&node, &st)
         };
         Ok((node, attr))
+    }
+
+    fn is_name(s: &NodeState, parent: &Arc<Node>, name: &OsStr) -> bool {
+        s.parent.as_ref().is_some_and(|p| Arc::ptr_eq(p, parent)) && s.name == name
+    }
+
+    /// Remember that `node` is also reachable as parent/name.
+    pub fn note_alias(&self, node: &Arc<Node>, parent: &Arc<Node>, name: &OsStr) {
+        {
+            let s = node.state.read();
+            if Self::is_name(&s, parent, name)
+                || s.aliases
+                    .iter()
+                    .any(|(p, n)| Arc::ptr_eq(p, parent) && n == name)
+                || s.aliases.len() >= 16
+            {
+                return;
+            }
+        }
+        node.state
+            .write()
+            .aliases
+            .push((parent.clone(), name.to_owned()));
+    }
+
+    /// parent/name no longer names `node`: switch to another known name, or mark it unlinked.
+    pub fn drop_name(&self, node: &Arc<Node>, parent: &Arc<Node>, name: &OsStr) {
+        let (primary, aliases) = {
+            let s = node.state.read();
+            (Self::is_name(&s, parent, name), s.aliases.clone())
+        };
+        let alive: Vec<(Arc<Node>, OsString)> = aliases
+            .into_iter()
+            .filter(|(p, n)| !(Arc::ptr_eq(p, parent) && n == name))
+            .filter(|(p, n)| {
+                let fd = p.state.read().dir_fd(0).cloned();
+                fd.is_some_and(|fd| matches!(layers::probe(fd.as_fd(), n), Ok(Probe::Found(_))))
+            })
+            .collect();
+        let mut s = node.state.write();
+        if primary {
+            match alive.first() {
+                Some((p, n)) => {
+                    s.parent = Some(p.clone());
+                    s.name = n.clone();
+                    s.aliases = alive[1..].to_vec();
+                }
+                None => s.unlinked = true,
+            }
+        } else {
+            s.aliases = alive;
+        }
     }
 
     /// Whether some lower layer of `parent` shows an object under `name` (so removing or moving

@@ -299,6 +299,8 @@ impl Overlay {
         }
         if dir || attr.nlink <= 1 {
             node.state.write().unlinked = true;
+        } else {
+            self.drop_name(&node, parent, name);
         }
         Ok(())
     }
@@ -396,14 +398,14 @@ impl Overlay {
                 RenameFlags::RENAME_EXCHANGE,
             )?;
             // A directory landing where a lower layer has the name must hide it.
-            if t.is_dir() && self.lower_positive(parent, name)? {
+            if t.is_dir() && Self::merged(parent) {
                 self.set_opaque(sdir.as_fd(), name)?;
             }
-            if src.is_dir() && self.lower_positive(newparent, newname)? {
+            if src.is_dir() && Self::merged(newparent) {
                 self.set_opaque(ddir.as_fd(), newname)?;
             }
-            self.moved(&src, newparent, newname);
-            self.moved(t, parent, name);
+            self.moved(&src, parent, name, newparent, newname);
+            self.moved(t, newparent, newname, parent, name);
             return Ok(());
         }
         let need_wh = self.lower_positive(parent, name)?;
@@ -421,7 +423,7 @@ impl Overlay {
             }
             _ => {}
         }
-        if src.is_dir() && self.lower_positive(newparent, newname)? {
+        if src.is_dir() && Self::merged(newparent) {
             self.set_opaque(sdir.as_fd(), name)?;
         }
         let rflags = if need_wh && self.stack.whiteout == WhiteoutForm::Kernel {
@@ -438,14 +440,40 @@ impl Overlay {
         if let Some((t, a)) = target {
             if t.is_dir() || a.nlink <= 1 {
                 t.state.write().unlinked = true;
+            } else {
+                self.drop_name(&t, newparent, newname);
             }
         }
-        self.moved(&src, newparent, newname);
+        self.moved(&src, parent, name, newparent, newname);
         Ok(())
     }
 
-    fn moved(&self, node: &Arc<Node>, newparent: &Arc<Node>, newname: &OsStr) {
+    /// Whether directory `d` merges several layers. A directory moved into such a parent is made
+    /// opaque (kernel rule), so nothing below ever shows through it.
+    fn merged(d: &Node) -> bool {
+        d.state.read().dirs.len() > 1
+    }
+
+    /// The name oldparent/oldname of `node` is now newparent/newname.
+    fn moved(
+        &self,
+        node: &Arc<Node>,
+        oldparent: &Arc<Node>,
+        oldname: &OsStr,
+        newparent: &Arc<Node>,
+        newname: &OsStr,
+    ) {
         let mut s = node.state.write();
+        s.aliases
+            .retain(|(p, n)| !(Arc::ptr_eq(p, oldparent) && n == oldname));
+        let was_primary =
+            s.parent.as_ref().is_some_and(|p| Arc::ptr_eq(p, oldparent)) && s.name == oldname;
+        if !was_primary && !node.is_dir() {
+            if let Some(p) = s.parent.clone() {
+                let n = s.name.clone();
+                s.aliases.push((p, n));
+            }
+        }
         s.parent = Some(newparent.clone());
         s.name = newname.to_owned();
     }

@@ -351,26 +351,35 @@ pub const LAYER: SnapOpts = SnapOpts {
 };
 
 fn list_xattrs(p: &Path, raw: bool) -> BTreeMap<String, Vec<u8>> {
+    use strata_overlayfs::sys;
     let mut out = BTreeMap::new();
-    let out_cmd = Command::new("getfattr")
-        .args(["-h", "-d", "-m", "-", "-e", "hex", "--absolute-names"])
-        .arg(p)
-        .output()
-        .unwrap();
-    for line in String::from_utf8_lossy(&out_cmd.stdout).lines() {
-        if let Some((k, v)) = line.split_once('=') {
-            if k.starts_with("security.") {
-                continue;
-            }
-            if raw
-                && k.starts_with("trusted.overlay.")
-                && k != "trusted.overlay.opaque"
-                && !k.starts_with("trusted.overlay.overlay.")
-            {
-                continue;
-            }
-            out.insert(k.to_string(), v.as_bytes().to_vec());
+    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+        return out;
+    };
+    let dir = nix::fcntl::open(
+        parent,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap_or_else(|e| panic!("open {}: {e}", parent.display()));
+    use std::os::fd::AsFd;
+    let list = sys::list_xattr(dir.as_fd(), Some(name))
+        .unwrap_or_else(|e| panic!("listxattr {}: {e}", p.display()));
+    for item in list.split(|b| *b == 0).filter(|s| !s.is_empty()) {
+        let k = String::from_utf8_lossy(item).into_owned();
+        if k.starts_with("security.") {
+            continue;
         }
+        if raw
+            && k.starts_with("trusted.overlay.")
+            && k != "trusted.overlay.opaque"
+            && !k.starts_with("trusted.overlay.overlay.")
+        {
+            continue;
+        }
+        let v = sys::get_xattr(dir.as_fd(), Some(name), OsStr::from_bytes(item))
+            .unwrap_or_else(|e| panic!("getxattr {} {k}: {e}", p.display()));
+        out.insert(k, v);
     }
     out
 }
