@@ -1,5 +1,6 @@
 //! strata: a minimal container runtime built from namespaces, cgroups and pivot_root into a layered rootfs.
 
+pub mod image;
 #[allow(unsafe_code)]
 pub mod sys;
 

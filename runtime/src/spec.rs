@@ -25,7 +25,7 @@ pub enum SpecError {
     RelativeWorkdir(String),
     #[error("no command given and the image has neither Entrypoint nor Cmd")]
     NoCommand,
-    #[error("{0}")]
+    #[error(transparent)]
     Namespace(#[from] crate::namespaces::NamespaceError),
     #[error("building the OCI spec: {0}")]
     Oci(#[from] oci_spec::OciSpecError),

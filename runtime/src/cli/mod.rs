@@ -1,7 +1,8 @@
-//! One module per subcommand: each parses its arguments (clap derive) and calls the library.
+//! One module per `strata` subcommand; each turns parsed arguments into library calls.
 
 pub mod exec;
 pub mod gc;
+pub mod image;
 pub mod kill;
 pub mod ps;
 pub mod rm;
@@ -10,6 +11,9 @@ pub mod run;
 use std::path::PathBuf;
 
 use strata_runtime::state::StateRoot;
+
+/// Exit status for strata's own failures (as `docker run` uses 125), distinct from a container's status.
+pub const EXIT_STRATA_ERROR: u8 = 125;
 
 /// Options every container command shares.
 #[derive(clap::Args, Debug, Clone)]

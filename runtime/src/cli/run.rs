@@ -8,6 +8,9 @@ use strata_runtime::spec::{ImageDefaults, ProcessOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
+    /// An image from the store (see `strata image`).
+    #[arg(long, conflicts_with = "rootfs")]
+    pub image: Option<String>,
     /// A directory to use as the container's root filesystem.
     #[arg(long)]
     pub rootfs: Option<PathBuf>,
@@ -15,7 +18,7 @@ pub struct RunArgs {
     /// provide these normally).
     #[arg(long, value_delimiter = ':')]
     pub lower: Vec<PathBuf>,
-    /// How `/` is provided (default: bind for --rootfs, kernel for --lower).
+    /// How `/` is provided (default: fuse for --image, bind for --rootfs, kernel for --lower).
     #[arg(long, value_enum)]
     pub fs: Option<FsMode>,
     /// Container name (default: a random id).
@@ -75,13 +78,18 @@ fn parse_join(s: &str) -> Result<(Kind, PathBuf), namespaces::NamespaceError> {
     namespaces::parse_join(s)
 }
 
-pub fn main(args: RunArgs, state: &super::StateArgs) -> anyhow::Result<i32> {
+pub fn main(
+    args: RunArgs,
+    image_root: &std::path::Path,
+    state: &super::StateArgs,
+) -> anyhow::Result<i32> {
     let cfg = RunConfig {
         state_root: state.root(),
         name: args.name,
         rootfs: args.rootfs,
         lowers: args.lower,
-        image: None,
+        image: args.image,
+        image_root: image_root.to_path_buf(),
         fs: args.fs,
         detach: args.detach,
         auto_remove: args.rm,

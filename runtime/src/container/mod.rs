@@ -21,16 +21,20 @@ use phases::Phases;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
-    #[error("{0}")]
+    #[error(transparent)]
     State(#[from] StateError),
-    #[error("{0}")]
+    #[error(transparent)]
     Spec(#[from] spec::SpecError),
-    #[error("{0}")]
+    #[error(transparent)]
     Process(#[from] ProcessError),
-    #[error("{0}")]
+    #[error(transparent)]
     Rootfs(#[from] rootfs::RootfsError),
-    #[error("{0}")]
+    #[error(transparent)]
     Security(#[from] security::SecurityError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error("{0}")]
+    Fuse(String),
     #[error("rootfs {0}: no such directory")]
     NoRootfs(PathBuf),
     #[error("{0}")]
@@ -89,6 +93,8 @@ pub struct RunConfig {
     /// Layer directories, top-first (the image store's lower dirs, or `--lower`).
     pub lowers: Vec<PathBuf>,
     pub image: Option<String>,
+    /// Root of the image store (`--root` / `STRATA_ROOT`).
+    pub image_root: PathBuf,
     pub fs: Option<FsMode>,
     pub detach: bool,
     pub auto_remove: bool,
@@ -105,15 +111,40 @@ struct Prepared {
     root: PathBuf,
     spec: oci_spec::runtime::Spec,
     plan: ChildPlan,
+    /// The strata-overlayfs configuration when `fs` is fuse; served by this process once the child has
+    /// mounted /dev/fuse in its namespace.
+    fuse: Option<strata_overlayfs::Config>,
 }
 
 fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, ContainerError> {
-    let fs = match (cfg.fs, cfg.rootfs.is_some()) {
-        (Some(fs), _) => fs,
-        (None, true) if cfg.lowers.is_empty() => FsMode::Bind,
-        (None, _) => FsMode::Kernel,
-    };
     let mut lowers = cfg.lowers.clone();
+    let mut fuse = None;
+    let mut image_defaults = cfg.image_defaults.clone();
+    if let Some(name) = &cfg.image {
+        if cfg.rootfs.is_some() {
+            return Err(ContainerError::Usage(
+                "--image and --rootfs exclude each other".into(),
+            ));
+        }
+        let store = crate::image::Store::open(&cfg.image_root)?;
+        let record = store.get(name)?;
+        lowers.extend(store.lower_dirs_top_first(&record));
+        let c = record.config;
+        image_defaults = ImageDefaults {
+            entrypoint: c.entrypoint,
+            cmd: c.cmd,
+            env: c.env,
+            working_dir: c.working_dir,
+            user: c.user,
+        };
+    }
+    // --fs defaults to fuse for images, bind for --rootfs, kernel for --lower.
+    let fs = match (cfg.fs, cfg.image.is_some(), cfg.rootfs.is_some()) {
+        (Some(fs), _, _) => fs,
+        (None, true, _) => FsMode::Fuse,
+        (None, false, true) if cfg.lowers.is_empty() => FsMode::Bind,
+        (None, _, _) => FsMode::Kernel,
+    };
     if let Some(r) = &cfg.rootfs {
         if !r.is_dir() {
             return Err(ContainerError::NoRootfs(r.clone()));
@@ -156,12 +187,26 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
             (merged, rootfs::Source::Overlay { options })
         }
         FsMode::Fuse => {
-            return Err(ContainerError::Usage(
-                "--fs fuse is not available yet in this build (strata-overlayfs not wired); use --fs kernel".into(),
-            ));
+            if lowers.is_empty() {
+                return Err(ContainerError::Usage(
+                    "--fs fuse needs an image, --rootfs or --lower".into(),
+                ));
+            }
+            let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+            for d in [&upper, &work, &merged] {
+                std::fs::create_dir(d).map_err(io(format!("creating {}", d.display())))?;
+            }
+            fuse = Some(strata_overlayfs::Config {
+                lowers: lowers.clone(),
+                upper: Some(upper),
+                work: Some(work),
+                fsname: format!("strata-{id}"),
+                ..Default::default()
+            });
+            (merged, rootfs::Source::Premounted)
         }
     };
-    let spec = spec::build(root.clone(), &cfg.process, &cfg.image_defaults)?;
+    let spec = spec::build(root.clone(), &cfg.process, &image_defaults)?;
     let namespaces = NamespacePlan::from_spec(
         spec.linux()
             .as_ref()
@@ -181,7 +226,13 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
         exec: ExecPlan::from_spec(&spec)?,
         loopback: namespaces.creates(Kind::Net),
         init: cfg.init,
-        fuse_mount: None,
+        fuse_mount: fuse.as_ref().map(|c| {
+            let opts = strata_overlayfs::FuseMountOptions::from(c);
+            let target = root.clone();
+            Box::new(move || {
+                strata_overlayfs::open_and_mount_fuse(&target, &opts).map_err(|e| e.to_string())
+            }) as Box<dyn Fn() -> Result<std::os::fd::OwnedFd, String>>
+        }),
         namespaces,
     };
     if plan.rootfs.is_none() {
@@ -196,6 +247,7 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
         root,
         spec,
         plan,
+        fuse,
     })
 }
 
@@ -274,7 +326,22 @@ fn run_claimed(
     ph.start("rootfs");
     // The child mounts the rootfs, /proc, /dev …, reports the time, sets up security and execs; the
     // parent sees exec as the socket's EOF.
-    let released = spawned.release(|_fd| Err("FUSE rootfs not available".to_string()));
+    let mut server: Option<strata_overlayfs::Server> = None;
+    let released = spawned.release(|fd| {
+        let config = p
+            .fuse
+            .clone()
+            .ok_or_else(|| "unexpected FUSE fd".to_string())?;
+        let mut s = strata_overlayfs::serve_fd(config, fd)
+            .map_err(|e| format!("serving the FUSE rootfs: {e}"))?;
+        // Lets stop() abort the connection even if something keeps the mount alive.
+        s.attach_mountpoint(
+            &PathBuf::from(format!("/proc/{pid}/root"))
+                .join(p.root.strip_prefix("/").unwrap_or(&p.root)),
+        );
+        server = Some(s);
+        Ok(())
+    });
     match released {
         Ok(rootfs_done) if rootfs_done > 0 => {
             ph.split_at(rootfs_done, "exec");
@@ -282,8 +349,10 @@ fn run_claimed(
         }
         Ok(_) => ph.start("exec"),
         Err(e) => {
-            // The child reported the failure and exited; reap it so nothing is left behind.
+            // The child reported the failure and exited (or is killed now); reap it so nothing is left.
+            let _ = kill(pid, Signal::SIGKILL);
             let _ = forwarder.wait(pid);
+            stop_fuse(server.take());
             started(Err((i32::from(child_code(&e)), e.to_string())));
             return Err(e.into());
         }
@@ -311,6 +380,7 @@ fn run_claimed(
     let status = forwarder.wait(pid).map_err(ProcessError::Wait)?;
 
     ph.start("teardown");
+    stop_fuse(server.take());
     let code = status.code();
     if cfg.auto_remove {
         cfg.state_root.remove(&p.id)?;
@@ -321,6 +391,15 @@ fn run_claimed(
     }
     ph.write_if_requested();
     Ok(code)
+}
+
+/// Ends the FUSE server of a container that is gone (its mount namespace, and with it the mount, died).
+fn stop_fuse(server: Option<strata_overlayfs::Server>) {
+    if let Some(s) = server {
+        if let Err(e) = s.stop() {
+            eprintln!("strata: stopping the FUSE rootfs server: {e}");
+        }
+    }
 }
 
 fn child_code(e: &ProcessError) -> u8 {

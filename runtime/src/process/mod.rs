@@ -45,9 +45,9 @@ pub enum ProcessError {
     Nul,
     #[error("waiting for the container: {0}")]
     Wait(Errno),
-    #[error("{0}")]
+    #[error(transparent)]
     Rootfs(#[from] rootfs::RootfsError),
-    #[error("{0}")]
+    #[error(transparent)]
     Security(#[from] security::SecurityError),
 }
 
