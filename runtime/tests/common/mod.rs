@@ -172,10 +172,13 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-pub fn host_mount_count() -> usize {
+/// Host mounts whose line mentions `needle` (a tempdir path or a container name). Counting all host mounts
+/// would race with other tests that mount things in parallel.
+pub fn host_mounts_mentioning(needle: &str) -> usize {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
+        .filter(|l| l.contains(needle))
         .count()
 }
 
