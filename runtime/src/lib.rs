@@ -1,4 +1,6 @@
 //! strata: a minimal container runtime built from namespaces, cgroups and pivot_root into a layered rootfs.
 
+pub mod cgroups;
+pub mod network;
 #[allow(unsafe_code)]
 pub mod sys;
