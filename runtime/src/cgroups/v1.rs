@@ -35,6 +35,8 @@ pub fn mounted_controllers() -> Vec<String> {
         .subsystems()
         .iter()
         .map(|s| s.controller_name())
+        // Named hierarchies (name=systemd) carry no controller.
+        .filter(|n| !n.starts_with("name="))
         .collect();
     v.sort();
     v
