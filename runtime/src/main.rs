@@ -1,4 +1,4 @@
-//! The `strata` binary: argument parsing only; each subcommand lives in src/cli/<sub>.rs.
+//! The `strata` binary: argument parsing only; each subcommand lives in src/cli/<sub>.rs and calls the library.
 
 mod cli;
 
@@ -22,16 +22,23 @@ enum Command {
     /// Import, list, inspect and remove images; build the test images.
     #[command(subcommand)]
     Image(cli::image::ImageCommand),
+    /// Live resource usage of containers, read from their cgroups.
+    Stats(cli::stats::StatsArgs),
+    /// What this host offers: kernel, cgroups, namespaces, FUSE passthrough, overlay.
+    Info(cli::info::InfoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Image(cmd) => cli::image::run(&cli.root, cmd).map(|()| ExitCode::SUCCESS),
+        Command::Stats(args) => cli::stats::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Info(args) => cli::info::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
+            // One line naming the problem; 125 = strata's own error, as Docker does.
             eprintln!("strata: {e:#}");
             ExitCode::from(cli::EXIT_STRATA_ERROR)
         }
