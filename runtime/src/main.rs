@@ -1,4 +1,4 @@
-//! The `strata` binary: argument parsing only; each subcommand lives in src/cli/<sub>.rs.
+//! The `strata` binary: argument parsing only; each subcommand lives in src/cli/<sub>.rs and calls the library.
 
 mod cli;
 
@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a command in a new container.
-    Run(cli::run::RunArgs),
+    Run(Box<cli::run::RunArgs>),
     /// Run a command in a running container.
     Exec(cli::exec::ExecArgs),
     /// List containers.
@@ -33,21 +33,28 @@ enum Command {
     Rm(cli::rm::RmArgs),
     /// Clean up after containers whose processes are gone.
     Gc(cli::gc::GcArgs),
+    /// Live resource usage of containers, read from their cgroups.
+    Stats(cli::stats::StatsArgs),
     /// Import, list, inspect and remove images; build the test images.
     #[command(subcommand)]
     Image(cli::image::ImageCommand),
+    /// What this host offers: kernel, cgroups, namespaces, FUSE passthrough, overlay.
+    Info(cli::info::InfoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let ok = |r: anyhow::Result<()>| r.map(|()| 0);
     let result = match cli.command {
-        Command::Run(a) => cli::run::main(a, &cli.root, &cli.state),
+        Command::Run(a) => cli::run::main(*a, &cli.root, &cli.state),
         Command::Exec(a) => cli::exec::main(a, &cli.state),
         Command::Ps(a) => cli::ps::main(a, &cli.state),
         Command::Kill(a) => cli::kill::main(a, &cli.state),
         Command::Rm(a) => cli::rm::main(a, &cli.state),
         Command::Gc(a) => cli::gc::main(a, &cli.state),
-        Command::Image(cmd) => cli::image::run(&cli.root, cmd).map(|()| 0),
+        Command::Stats(a) => ok(cli::stats::run(a)),
+        Command::Image(cmd) => ok(cli::image::run(&cli.root, cmd)),
+        Command::Info(a) => ok(cli::info::run(a)),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)),

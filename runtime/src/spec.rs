@@ -169,6 +169,32 @@ pub fn merge_env(env: &mut Vec<String>, settings: &[String]) -> Result<(), SpecE
     Ok(())
 }
 
+/// Parses a size as Docker does (`--memory 512m`): a number with an optional binary unit b, k, m, g, t
+/// (case-insensitive, an optional trailing "b": "512mb"); a plain number is bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t
+        .strip_suffix('b')
+        .filter(|r| r.ends_with(|c: char| c.is_ascii_alphabetic()))
+        .unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        Some('b') => (&t[..t.len() - 1], 1),
+        _ => (t, 1),
+    };
+    let bad = || {
+        format!("invalid size '{text}': expected a number with an optional unit b, k, m, g or t")
+    };
+    let v: f64 = num.trim().parse().map_err(|_| bad())?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(bad());
+    }
+    Ok((v * mult as f64) as u64)
+}
+
 /// Looks a variable up in an `env` list.
 pub fn env_get<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
     env.iter()
@@ -380,6 +406,16 @@ mod tests {
         assert_eq!(set.len(), 14);
         assert!(capability_set(&["bogus".into()], &[]).is_err());
         assert!(capability_set(&[], &["ALL".into()]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn sizes_parse_like_docker() {
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1GB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert_eq!(parse_size("1.5k").unwrap(), 1536);
+        assert_eq!(parse_size("10b").unwrap(), 10);
+        assert!(parse_size("lots").is_err() && parse_size("-1m").is_err());
     }
 
     #[test]

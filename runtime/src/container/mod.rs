@@ -5,6 +5,7 @@ pub mod exec;
 pub mod manage;
 pub mod phases;
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use nix::sys::signal::{Signal, kill};
@@ -33,6 +34,10 @@ pub enum ContainerError {
     Security(#[from] security::SecurityError),
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     #[error("{0}")]
     Fuse(String),
     #[error("rootfs {0}: no such directory")]
@@ -101,6 +106,21 @@ pub struct RunConfig {
     pub init: bool,
     pub process: ProcessOptions,
     pub image_defaults: ImageDefaults,
+    pub resources: crate::cgroups::Resources,
+    /// Parent cgroup (default `strata`); containers are created and removed only under it.
+    pub cgroup_parent: String,
+    pub net: NetMode,
+    /// Bandwidth limit in bytes/s for `--net bridge`, both directions.
+    pub net_rate: Option<u64>,
+}
+
+/// `--net`: `none` and `loopback` both give a new network namespace with only loopback, up; `bridge`
+/// adds a veth pair with an address on each end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetMode {
+    None,
+    Loopback,
+    Bridge,
 }
 
 /// The prepared container, between claiming the name and cloning.
@@ -117,6 +137,11 @@ struct Prepared {
 }
 
 fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, ContainerError> {
+    if cfg.net_rate.is_some() && cfg.net != NetMode::Bridge {
+        return Err(ContainerError::Usage(
+            "--net-rate needs --net bridge".into(),
+        ));
+    }
     let mut lowers = cfg.lowers.clone();
     let mut fuse = None;
     let mut image_defaults = cfg.image_defaults.clone();
@@ -214,6 +239,15 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
             .unwrap_or_default(),
     );
     let userns = namespaces.creates(Kind::User);
+    // On cgroup v1 the child joins its cgroup after clone, so its cgroup namespace is created then.
+    let mut namespaces = namespaces;
+    let unshare_cgroupns = namespaces.creates(Kind::Cgroup)
+        && crate::cgroups::detect() != crate::cgroups::CgroupMode::V2;
+    if unshare_cgroupns {
+        namespaces
+            .new
+            .remove(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+    }
     let rootfs = rootfs::Plan::from_spec(&spec, source, userns, namespaces.creates(Kind::Net))?;
     let plan = ChildPlan {
         join_fds: ChildPlan::open_joins(&namespaces.join)?,
@@ -225,6 +259,7 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
         security: security::Plan::from_spec(&spec)?,
         exec: ExecPlan::from_spec(&spec)?,
         loopback: namespaces.creates(Kind::Net),
+        unshare_cgroupns,
         init: cfg.init,
         fuse_mount: fuse.as_ref().map(|c| {
             let opts = strata_overlayfs::FuseMountOptions::from(c);
@@ -284,18 +319,109 @@ fn run_claimed(
     };
 
     ph.start("cgroup");
-    // Cgroup creation (cgroups::ContainerCgroup) is wired in when the resources module lands on main.
-
-    let mut forwarder = SignalForwarder::install().map_err(ProcessError::Wait)?;
-    ph.start("namespaces");
-    let spawned = match process::spawn(&p.plan, None) {
-        Ok(s) => s,
+    let mut held = Held::default();
+    let r = start_and_wait(cfg, &p, &mut ph, &mut held, started);
+    ph.start("teardown");
+    let oom = held.cgroup.as_ref().is_some_and(|c| c.oom_killed());
+    held.release();
+    let (code, mut st) = match r {
+        Ok(x) => x,
         Err(e) => {
-            started(Err((125, e.to_string())));
-            return Err(e.into());
+            ph.write_if_requested();
+            return Err(e);
         }
     };
+    // An OOM kill is reported as such and exits 137, as Docker does.
+    let code = if oom {
+        eprintln!("strata: container {} was killed: out of memory", p.id);
+        137
+    } else {
+        code
+    };
+    if cfg.auto_remove {
+        cfg.state_root.remove(&p.id)?;
+    } else {
+        st.status = Status::Exited;
+        st.exit_code = Some(code);
+        st.oom_killed = oom;
+        cfg.state_root.save(&st)?;
+    }
+    ph.write_if_requested();
+    Ok(code)
+}
+
+/// What a container holds outside its namespaces while it runs; released in every outcome.
+#[derive(Default)]
+struct Held {
+    cgroup: Option<crate::cgroups::ContainerCgroup>,
+    bridge: Option<crate::network::Bridge>,
+    server: Option<strata_overlayfs::Server>,
+}
+
+impl Held {
+    /// Kills what is left in the cgroup and removes it, deletes the veth, stops the FUSE server. Errors
+    /// are reported, not fatal: the container's status is what strata exits with.
+    fn release(&mut self) {
+        if let Some(cg) = self.cgroup.take() {
+            if let Err(e) = cg.kill_all().and_then(|()| cg.remove()) {
+                eprintln!("strata: removing the container's cgroup: {e}");
+            }
+        }
+        if let Some(b) = self.bridge.take() {
+            if let Err(e) = b.teardown() {
+                eprintln!("strata: removing the container's network: {e}");
+            }
+        }
+        if let Some(s) = self.server.take() {
+            if let Err(e) = s.stop() {
+                eprintln!("strata: stopping the FUSE rootfs server: {e}");
+            }
+        }
+    }
+}
+
+/// Creates the cgroup, clones, sets up the network, releases the child and waits for it. Everything
+/// acquired is recorded in `held` so the caller releases it whatever happens.
+fn start_and_wait(
+    cfg: &RunConfig,
+    p: &Prepared,
+    ph: &mut Phases,
+    held: &mut Held,
+    started: &mut dyn FnMut(Result<(), (i32, String)>),
+) -> Result<(i32, State), ContainerError> {
+    let fail = |e: ContainerError, started: &mut dyn FnMut(Result<(), (i32, String)>)| {
+        started(Err((e.exit_code(), e.to_string())));
+        e
+    };
+    let cgroup =
+        match crate::cgroups::ContainerCgroup::create(&cfg.cgroup_parent, &p.id, &cfg.resources) {
+            Ok(c) => held.cgroup.insert(c),
+            Err(e) => return Err(fail(e.into(), started)),
+        };
+    let cgroup_fd = cgroup.v2_dir_fd();
+    let mut forwarder = SignalForwarder::install().map_err(ProcessError::Wait)?;
+
+    ph.start("namespaces");
+    let spawned = process::spawn(&p.plan, cgroup_fd.as_ref().map(|f| f.as_fd()))
+        .map_err(|e| fail(e.into(), started))?;
     let pid = spawned.pid;
+    let mut setup = || -> Result<(), ContainerError> {
+        if cgroup_fd.is_none() {
+            cgroup.add_task(pid.as_raw())?;
+        }
+        if cfg.net == NetMode::Bridge {
+            held.bridge = Some(crate::network::Bridge::setup(
+                &p.id,
+                pid.as_raw(),
+                cfg.net_rate,
+            )?);
+        }
+        Ok(())
+    };
+    if let Err(e) = setup() {
+        abort_child(pid);
+        return Err(fail(e, started));
+    }
     let mut st = State {
         id: p.id.clone(),
         status: Status::Running,
@@ -315,18 +441,22 @@ fn run_claimed(
             .unwrap_or_default(),
         exit_code: None,
         oom_killed: false,
-        cgroup: None,
+        cgroup: Some((cfg.cgroup_parent.clone(), p.id.clone())),
+        bridge: held.bridge.is_some(),
         auto_remove: cfg.auto_remove,
         namespaces: Kind::ALL
             .iter()
-            .filter(|k| p.plan.namespaces.isolates(**k))
+            .filter(|k| {
+                p.plan.namespaces.isolates(**k) || (**k == Kind::Cgroup && p.plan.unshare_cgroupns)
+            })
             .map(|k| k.to_string())
             .collect(),
     };
+
     ph.start("rootfs");
     // The child mounts the rootfs, /proc, /dev …, reports the time, sets up security and execs; the
     // parent sees exec as the socket's EOF.
-    let mut server: Option<strata_overlayfs::Server> = None;
+    let server = &mut held.server;
     let released = spawned.release(|fd| {
         let config = p
             .fuse
@@ -339,7 +469,7 @@ fn run_claimed(
             &PathBuf::from(format!("/proc/{pid}/root"))
                 .join(p.root.strip_prefix("/").unwrap_or(&p.root)),
         );
-        server = Some(s);
+        *server = Some(s);
         Ok(())
     });
     match released {
@@ -350,13 +480,11 @@ fn run_claimed(
         Ok(_) => ph.start("exec"),
         Err(e) => {
             // The child reported the failure and exited (or is killed now); reap it so nothing is left.
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = forwarder.wait(pid);
-            stop_fuse(server.take());
-            started(Err((i32::from(child_code(&e)), e.to_string())));
-            return Err(e.into());
+            abort_child(pid);
+            return Err(fail(e.into(), started));
         }
     }
+
     // The state says "running" only once the command runs (a signal sent earlier could hit a pid 1
     // without handlers); until then the claimed directory has no state.json and gc leaves it alone.
     ph.start("state");
@@ -370,46 +498,17 @@ fn run_claimed(
     });
     if let Err(e) = saved {
         abort_child(pid);
-        started(Err((125, e.to_string())));
-        return Err(e.into());
+        return Err(fail(e.into(), started));
     }
-
     started(Ok(()));
 
     ph.start("run");
     let status = forwarder.wait(pid).map_err(ProcessError::Wait)?;
-
-    ph.start("teardown");
-    stop_fuse(server.take());
-    let code = status.code();
-    if cfg.auto_remove {
-        cfg.state_root.remove(&p.id)?;
-    } else {
-        st.status = Status::Exited;
-        st.exit_code = Some(code);
-        cfg.state_root.save(&st)?;
-    }
-    ph.write_if_requested();
-    Ok(code)
+    st.status = Status::Exited;
+    Ok((status.code(), st))
 }
 
-/// Ends the FUSE server of a container that is gone (its mount namespace, and with it the mount, died).
-fn stop_fuse(server: Option<strata_overlayfs::Server>) {
-    if let Some(s) = server {
-        if let Err(e) = s.stop() {
-            eprintln!("strata: stopping the FUSE rootfs server: {e}");
-        }
-    }
-}
-
-fn child_code(e: &ProcessError) -> u8 {
-    match e {
-        ProcessError::Child { code, .. } => *code,
-        _ => 125,
-    }
-}
-
-/// Kills and reaps a child that never got released.
+/// Kills and reaps a child (one that failed or was never released).
 fn abort_child(pid: Pid) {
     let _ = kill(pid, Signal::SIGKILL);
     let _ = waitpid(pid, None);

@@ -49,6 +49,12 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<(), Failure> {
         _ => crate::sys::exit_now(125),
     }
     setsid().map_err(setup("setsid"))?;
+    if plan.unshare_cgroupns {
+        // On cgroup v1 the parent moved us into the container's cgroup after clone; a cgroup namespace
+        // created now is rooted there (clone3 would have rooted it at strata's own cgroup).
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(setup("creating the cgroup namespace"))?;
+    }
 
     for (kind, fd) in &plan.join_fds {
         setns(fd, kind.flag()).map_err(|e| Failure {
@@ -98,7 +104,7 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<(), Failure> {
         sethostname(h).map_err(setup("setting the hostname"))?;
     }
     if plan.loopback {
-        crate::sys::loopback_up().map_err(setup("bringing up loopback"))?;
+        crate::network::loopback_up().map_err(setup("bringing up loopback"))?;
     }
     enter_workdir(&plan.exec)?;
     plan.security.apply().map_err(|e| Failure {

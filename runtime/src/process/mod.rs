@@ -107,6 +107,8 @@ pub struct ChildPlan {
     pub exec: ExecPlan,
     /// Set loopback up in a new network namespace.
     pub loopback: bool,
+    /// Create the cgroup namespace after being moved into the cgroup (cgroup v1), not in clone3.
+    pub unshare_cgroupns: bool,
     /// Run strata's tiny init as pid 1 with the command as its child.
     pub init: bool,
     /// Mount the FUSE rootfs in the child (after the rootfs plan's private propagation) and hand the fd to
