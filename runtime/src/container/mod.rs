@@ -322,7 +322,9 @@ fn run_claimed(
     let mut held = Held::default();
     let r = start_and_wait(cfg, &p, &mut ph, &mut held, started);
     ph.start("teardown");
-    let oom = held.cgroup.as_ref().is_some_and(|c| c.oom_killed());
+    // The OOM killer sends SIGKILL: only then is the (several-file) OOM counter worth reading.
+    let killed = matches!(&r, Ok((137, _)));
+    let oom = killed && held.cgroup.as_ref().is_some_and(|c| c.oom_killed());
     held.release();
     let (code, mut st) = match r {
         Ok(x) => x,
