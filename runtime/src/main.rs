@@ -43,7 +43,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 125 like Docker's (clap's default is 2); --help and --version exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                cli::EXIT_STRATA_ERROR
+            } else {
+                0
+            });
+        }
+    };
     let ok = |r: anyhow::Result<()>| r.map(|()| 0);
     let result = match cli.command {
         Command::Run(a) => cli::run::main(*a, &cli.root, &cli.state),

@@ -52,7 +52,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_swap, allow_hyphen_values = true)]
     pub memory_swap: Option<i64>,
     /// CPU limit in CPUs (e.g. 0.5).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub cpus: Option<f64>,
     /// Relative CPU weight (shares, default 1024).
     #[arg(short = 'c', long)]
