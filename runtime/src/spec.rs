@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use oci_spec::runtime::{
-    Capability, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, Mount, MountBuilder,
-    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    Capability, LinuxCapabilitiesBuilder, LinuxIdMapping, LinuxIdMappingBuilder,
+    LinuxNamespaceBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
+    ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 
 use crate::namespaces::Kind;
@@ -193,6 +194,21 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         return Err(bad());
     }
     Ok((v * mult as f64) as u64)
+}
+
+/// The subordinate id range (start, count) of `user` in /etc/subuid or /etc/subgid (`file`), or the
+/// default 100000:65536 when the file has no entry for it.
+pub fn subordinate_range(file: &str, user: &str) -> (u32, u32) {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.trim().split(':');
+            let (name, start, count) =
+                (f.next()?, f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+            (name == user || name == "0").then_some((start, count))
+        })
+        .next()
+        .unwrap_or((100_000, 65_536))
 }
 
 /// Looks a variable up in an `env` list.
@@ -388,6 +404,20 @@ pub fn build(
     linux.set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()));
     linux.set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()));
     linux.set_resources(None);
+    if opts.userns {
+        // Container root is the first id of strata's subordinate range, unprivileged on the host.
+        let map = |(start, count): (u32, u32)| -> Result<Vec<LinuxIdMapping>, SpecError> {
+            Ok(vec![
+                LinuxIdMappingBuilder::default()
+                    .container_id(0u32)
+                    .host_id(start)
+                    .size(count)
+                    .build()?,
+            ])
+        };
+        linux.set_uid_mappings(Some(map(subordinate_range("/etc/subuid", "root"))?));
+        linux.set_gid_mappings(Some(map(subordinate_range("/etc/subgid", "root"))?));
+    }
     Ok(spec)
 }
 

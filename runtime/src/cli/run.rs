@@ -84,6 +84,10 @@ pub struct RunArgs {
     /// Working directory inside the container.
     #[arg(short, long)]
     pub workdir: Option<String>,
+    /// Run in a new user namespace: container root is an unprivileged host id from /etc/subuid
+    /// (default 100000:65536); the rootfs is idmapped (bind) or mapped by the FUSE server (fuse).
+    #[arg(long)]
+    pub userns: bool,
     /// Mount the root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
@@ -156,7 +160,7 @@ pub fn main(
             cap_drop: args.cap_drop,
             share: args.share,
             join: args.join,
-            userns: false,
+            userns: args.userns,
         },
         image_defaults: ImageDefaults::default(),
         resources: Resources {

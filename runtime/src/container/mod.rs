@@ -183,6 +183,14 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
             return Err(ContainerError::NoRootfs(l.clone()));
         }
     }
+    if cfg.process.userns && fs != FsMode::Bind {
+        // FUSE: /dev/fuse (mode 0600) cannot be opened by the namespace's root, and strata-overlayfs has
+        // no mount-a-pre-opened-fd entry point yet. Kernel overlay would need idmapped lower layers.
+        return Err(ContainerError::Usage(format!(
+            "--userns works only with --fs bind (an idmapped rootfs) in this build, not with --fs {}",
+            fs.name()
+        )));
+    }
     let (root, source) = match fs {
         FsMode::Bind => {
             let r = cfg
@@ -411,6 +419,9 @@ fn start_and_wait(
         if cgroup_fd.is_none() {
             cgroup.add_task(pid.as_raw())?;
         }
+        if p.plan.namespaces.creates(Kind::User) {
+            setup_userns(p, &spawned)?;
+        }
         if cfg.net == NetMode::Bridge {
             held.bridge = Some(crate::network::Bridge::setup(
                 &p.id,
@@ -508,6 +519,33 @@ fn start_and_wait(
     let status = forwarder.wait(pid).map_err(ProcessError::Wait)?;
     st.status = Status::Exited;
     Ok((status.code(), st))
+}
+
+/// Writes the child's id maps from the spec and, for a bind rootfs, gives it an idmapped copy of the
+/// rootfs mount so files owned by host root appear owned by the container's root.
+fn setup_userns(p: &Prepared, spawned: &process::Spawned) -> Result<(), ContainerError> {
+    let linux = p.spec.linux().as_ref();
+    let fmt = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
+        maps.into_iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect()
+    };
+    let uid_map = fmt(linux.and_then(|l| l.uid_mappings().as_ref()));
+    let gid_map = fmt(linux.and_then(|l| l.gid_mappings().as_ref()));
+    spawned.write_id_maps(&uid_map, &gid_map)?;
+    if p.fs == FsMode::Bind {
+        let userns = std::fs::File::open(format!("/proc/{}/ns/user", spawned.pid))
+            .map_err(io("opening the container's user namespace"))?;
+        let tree = crate::sys::open_tree_clone(&p.root)
+            .map_err(io(format!("cloning the mount of {}", p.root.display())))?;
+        crate::sys::idmap_mount(tree.as_fd(), userns.as_fd()).map_err(io(format!(
+            "idmapping {} (needs a filesystem with idmapped-mount support)",
+            p.root.display()
+        )))?;
+        spawned.give_root_tree(tree)?;
+    }
+    Ok(())
 }
 
 /// Kills and reaps a child (one that failed or was never released).

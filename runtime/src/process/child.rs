@@ -43,10 +43,14 @@ pub fn main(plan: &ChildPlan, chan: &Channel) -> i32 {
 fn run(plan: &ChildPlan, chan: &Channel) -> Result<(), Failure> {
     // Die with strata: a container whose monitor is gone has nobody serving its rootfs or reaping it.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    match chan.recv() {
-        Ok(Some(Msg::Go)) => {}
-        // The parent gave up (or died) before releasing us: leave quietly.
-        _ => crate::sys::exit_now(125),
+    let mut root_tree = None;
+    loop {
+        match chan.recv() {
+            Ok(Some(Msg::Go)) => break,
+            Ok(Some(Msg::RootTree(fd))) => root_tree = Some(fd),
+            // The parent gave up (or died) before releasing us: leave quietly.
+            _ => crate::sys::exit_now(125),
+        }
     }
     setsid().map_err(setup("setsid"))?;
     if plan.unshare_cgroupns {
@@ -92,7 +96,7 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<(), Failure> {
         }
     }
     if let Some(rootfs) = &plan.rootfs {
-        rootfs.enter().map_err(|e| Failure {
+        rootfs.enter(root_tree).map_err(|e| Failure {
             code: 125,
             message: e.to_string(),
         })?;

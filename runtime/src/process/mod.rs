@@ -43,6 +43,8 @@ pub enum ProcessError {
     NoProcess,
     #[error("argument or environment contains a NUL byte")]
     Nul,
+    #[error("user namespace: {0}")]
+    IdMap(String),
     #[error("waiting for the container: {0}")]
     Wait(Errno),
     #[error(transparent)]
@@ -157,6 +159,23 @@ pub fn spawn(plan: &ChildPlan, cgroup: Option<BorrowedFd<'_>>) -> Result<Spawned
 }
 
 impl Spawned {
+    /// Writes the child's uid and gid maps (it waits in its new user namespace until released).
+    pub fn write_id_maps(&self, uid_map: &str, gid_map: &str) -> Result<(), ProcessError> {
+        let w = |file: &str, map: &str| {
+            std::fs::write(format!("/proc/{}/{file}", self.pid), map)
+                .map_err(|e| ProcessError::IdMap(format!("writing {file} \"{}\": {e}", map.trim())))
+        };
+        w("uid_map", uid_map)?;
+        w("gid_map", gid_map)
+    }
+
+    /// Hands the child a detached mount to use as its rootfs (before [`Spawned::release`]).
+    pub fn give_root_tree(&self, tree: OwnedFd) -> Result<(), ProcessError> {
+        self.chan
+            .send(&sync::Msg::RootTree(tree))
+            .map_err(ProcessError::Sync)
+    }
+
     /// Lets the child run its setup. For a FUSE rootfs `serve` is called with the /dev/fuse fd the child
     /// mounted; it must start serving before returning. Returns once the command is exec'd (the sync socket
     /// reached end-of-file) or with the child's error. Returns when the child reported its rootfs ready
@@ -180,7 +199,9 @@ impl Spawned {
                     }
                     self.chan.send(&sync::Msg::Go).map_err(ProcessError::Sync)?;
                 }
-                Some(sync::Msg::Go) => return Err(ProcessError::Sync(Errno::EBADMSG)),
+                Some(sync::Msg::Go | sync::Msg::RootTree(_)) => {
+                    return Err(ProcessError::Sync(Errno::EBADMSG));
+                }
             }
         }
     }
