@@ -28,7 +28,7 @@ pub fn require_root() {
 const APPLETS: &[&str] = &[
     "sh", "ls", "cat", "echo", "hostname", "id", "ip", "mount", "ps", "sleep", "true", "false",
     "grep", "wc", "touch", "mkdir", "readlink", "stat", "kill", "unshare", "env", "pwd", "head",
-    "test", "wait", "dd", "tr", "seq",
+    "test", "wait", "dd", "tr", "seq", "ping", "nc", "route",
 ];
 
 /// A test environment: a busybox rootfs and a state dir in one tempdir.
