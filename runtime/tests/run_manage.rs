@@ -286,7 +286,23 @@ fn kernel_overlay_rootfs_has_a_private_upper_layer() {
         !mounts.contains(&name),
         "the overlay is visible in the host's mount table"
     );
-    assert!(env.strata().args(["rm", &name]).status().unwrap().success());
+    let rm = env
+        .strata()
+        .args(["rm", "--keep-upper", &name])
+        .output()
+        .unwrap();
+    assert!(rm.status.success(), "{}", common::stderr(&rm));
+    let kept = std::path::PathBuf::from(common::stdout(&rm).trim());
+    assert_eq!(
+        std::fs::read_to_string(kept.join("written")).unwrap(),
+        "data\n"
+    );
+    assert!(!env.state.join(&name).exists());
+    assert!(
+        common::ps_all_ids(&env).is_empty(),
+        "the kept upper is listed as a container"
+    );
+    std::fs::remove_dir_all(env.state.join(".kept-uppers")).unwrap();
     // --lower takes several layers, top-first.
     let top = env.tmp.path().join("top");
     std::fs::create_dir_all(top.join("etc")).unwrap();

@@ -10,12 +10,17 @@ pub struct RmArgs {
     /// Kill a running container first.
     #[arg(short, long)]
     pub force: bool,
+    /// Keep the container's writable layer (its path is printed).
+    #[arg(long)]
+    pub keep_upper: bool,
 }
 
 pub fn main(args: RmArgs, state: &super::StateArgs) -> anyhow::Result<i32> {
     let root = state.root();
     for id in &args.ids {
-        manage::rm(&root, id, args.force)?;
+        if let Some(kept) = manage::rm(&root, id, args.force, args.keep_upper)? {
+            println!("{}", kept.display());
+        }
     }
     Ok(0)
 }

@@ -71,14 +71,28 @@ pub fn kill(root: &StateRoot, id: &str, sig: Signal) -> Result<(), ContainerErro
     })
 }
 
-/// Removes a container. A running one needs `force` (it is killed first).
-pub fn rm(root: &StateRoot, id: &str, force: bool) -> Result<(), ContainerError> {
+/// Where `rm --keep-upper` moves a container's upper layer (a name `ps` and `gc` never treat as a
+/// container).
+pub fn kept_upper_dir(root: &StateRoot, id: &str) -> std::path::PathBuf {
+    root.path
+        .join(".kept-uppers")
+        .join(format!("{id}-{}", state::now_unix()))
+}
+
+/// Removes a container. A running one needs `force` (it is killed first). With `keep_upper` its
+/// writable layer (kernel or fuse rootfs) is moved aside and its new path returned.
+pub fn rm(
+    root: &StateRoot,
+    id: &str,
+    force: bool,
+    keep_upper: bool,
+) -> Result<Option<std::path::PathBuf>, ContainerError> {
     let st = match root.load(id) {
         Ok(st) => st,
         // A directory without readable state (strata died while starting): nothing runs, remove it.
         Err(state::StateError::NotFound(_)) if root.dir(id).is_dir() => {
             root.remove(id)?;
-            return Ok(());
+            return Ok(None);
         }
         Err(e) => return Err(e.into()),
     };
@@ -89,7 +103,22 @@ pub fn rm(root: &StateRoot, id: &str, force: bool) -> Result<(), ContainerError>
         let _ = send_signal(Pid::from_raw(st.pid), Signal::SIGKILL);
     }
     settle(&st);
-    cleanup(root, &st)
+    let mut kept = None;
+    let upper = root.dir(id).join("upper");
+    if keep_upper && upper.is_dir() {
+        let dest = kept_upper_dir(root, id);
+        let moved = dest
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::rename(&upper, &dest));
+        moved.map_err(|err| ContainerError::Io {
+            what: format!("keeping the upper layer of {id}"),
+            err,
+        })?;
+        kept = Some(dest);
+    }
+    cleanup(root, &st)?;
+    Ok(kept)
 }
 
 /// Removes every container whose processes are gone: its monitor died (e.g. `kill -9` of strata) or it

@@ -280,3 +280,18 @@ pub fn wait_for_file(path: &Path) {
     }
     panic!("{} never appeared", path.display());
 }
+
+/// Ids `strata ps --all` lists.
+pub fn ps_all_ids(env: &Env) -> Vec<String> {
+    let out = env
+        .strata()
+        .args(["ps", "--all", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect()
+}
