@@ -333,7 +333,9 @@ fn run_claimed(
     // The OOM killer sends SIGKILL: only then is the (several-file) OOM counter worth reading.
     let killed = matches!(&r, Ok((137, _)));
     let oom = killed && held.cgroup.as_ref().is_some_and(|c| c.oom_killed());
-    held.release();
+    // With its own pid namespace every container process died with pid 1 (the kernel kills the namespace
+    // before pid 1 can be reaped), so the cgroup is already empty.
+    held.release(!p.plan.namespaces.isolates(Kind::Pid));
     let (code, mut st) = match r {
         Ok(x) => x,
         Err(e) => {
@@ -369,11 +371,12 @@ struct Held {
 }
 
 impl Held {
-    /// Kills what is left in the cgroup and removes it, deletes the veth, stops the FUSE server. Errors
+    /// Kills what is left in the cgroup (`kill_first`) and removes it, deletes the veth, stops the FUSE server. Errors
     /// are reported, not fatal: the container's status is what strata exits with.
-    fn release(&mut self) {
+    fn release(&mut self, kill_first: bool) {
         if let Some(cg) = self.cgroup.take() {
-            if let Err(e) = cg.kill_all().and_then(|()| cg.remove()) {
+            let emptied = if kill_first { cg.kill_all() } else { Ok(()) };
+            if let Err(e) = emptied.and_then(|()| cg.remove()) {
                 eprintln!("strata: removing the container's cgroup: {e}");
             }
         }
