@@ -243,6 +243,22 @@ fn userns_maps_root_to_an_unprivileged_range_with_an_idmapped_rootfs() {
             .unwrap()
             .success()
     );
+    // Kernel overlay in the user namespace: idmapped lower layers, the upper owned by the container's root.
+    let name = common::unique("unsk");
+    let out = env.run(
+        &["--userns", "--fs", "kernel", "--name", &name],
+        &["/bin/sh", "-c", "stat -c '%u' /bin/busybox; echo x > /tmp/k && stat -c %u /tmp/k; rm /etc/group && ls /etc"],
+    );
+    assert_eq!(
+        common::stdout(&out),
+        "0\n0\nnot-executable\npasswd\n",
+        "{}",
+        common::stderr(&out)
+    );
+    let upper = std::fs::metadata(env.state.join(&name).join("upper/tmp/k")).unwrap();
+    assert_ne!(upper.uid(), 0, "the upper layer is written as host root");
+    assert!(env.rootfs.join("etc/group").exists());
+    assert!(env.strata().args(["rm", &name]).status().unwrap().success());
     // Unsupported combinations fail cleanly.
     let bad = env.run(&["--rm", "--userns", "--fs", "fuse"], &["true"]);
     assert_eq!(bad.status.code(), Some(125));

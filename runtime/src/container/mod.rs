@@ -134,6 +134,9 @@ struct Prepared {
     /// The strata-overlayfs configuration when `fs` is fuse; served by this process once the child has
     /// mounted /dev/fuse in its namespace.
     fuse: Option<strata_overlayfs::Config>,
+    /// Directories the parent hands to the child as idmapped mounts (user namespace): the bind rootfs,
+    /// or each overlay lower layer in order.
+    idmap_sources: Vec<PathBuf>,
 }
 
 fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, ContainerError> {
@@ -183,13 +186,19 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
             return Err(ContainerError::NoRootfs(l.clone()));
         }
     }
-    if cfg.process.userns && fs != FsMode::Bind {
-        // FUSE: /dev/fuse (mode 0600) cannot be opened by the namespace's root, and strata-overlayfs has
-        // no mount-a-pre-opened-fd entry point yet. Kernel overlay would need idmapped lower layers.
-        return Err(ContainerError::Usage(format!(
-            "--userns works only with --fs bind (an idmapped rootfs) in this build, not with --fs {}",
-            fs.name()
-        )));
+    if cfg.process.userns && fs == FsMode::Fuse {
+        // /dev/fuse (mode 0600) cannot be opened by the namespace's root, and strata-overlayfs has no
+        // mount-a-pre-opened-fd entry point yet.
+        return Err(ContainerError::Usage(
+            "--userns works with --fs bind or --fs kernel (idmapped layers) in this build, not with --fs fuse".into(),
+        ));
+    }
+    let mut idmap_sources = Vec::new();
+    if cfg.process.userns {
+        // The namespace's root (an unprivileged host id) must traverse the state dir to reach the layers.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+            .map_err(io(format!("chmod {}", dir.display())))?;
     }
     let (root, source) = match fs {
         FsMode::Bind => {
@@ -198,6 +207,9 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
                 .clone()
                 .ok_or_else(|| ContainerError::Usage("--fs bind needs --rootfs DIR".into()))?;
             let r = std::fs::canonicalize(&r).map_err(io(format!("rootfs {}", r.display())))?;
+            if cfg.process.userns {
+                idmap_sources.push(r.clone());
+            }
             (r, rootfs::Source::Bind)
         }
         FsMode::Kernel => {
@@ -210,14 +222,38 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
             for d in [&upper, &work, &merged] {
                 std::fs::create_dir(d).map_err(io(format!("creating {}", d.display())))?;
             }
-            let lowerdir: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
+            // In a user namespace each lower layer is an idmapped mount the parent makes and the child
+            // attaches at lower-N (so host root's files are the container root's), and overlay keeps its
+            // metadata in user.* xattrs (userxattr), the only ones a namespace's root may write.
+            let mut mountpoints = Vec::new();
+            if cfg.process.userns {
+                for i in 0..lowers.len() {
+                    let mp = dir.join(format!("lower-{i}"));
+                    std::fs::create_dir(&mp).map_err(io(format!("creating {}", mp.display())))?;
+                    mountpoints.push(mp);
+                }
+                idmap_sources = lowers.clone();
+            }
+            let shown = if cfg.process.userns {
+                &mountpoints
+            } else {
+                &lowers
+            };
+            let lowerdir: Vec<String> = shown.iter().map(|l| l.display().to_string()).collect();
             let options = format!(
-                "lowerdir={},upperdir={},workdir={}",
+                "lowerdir={},upperdir={},workdir={}{}",
                 lowerdir.join(":"),
                 upper.display(),
-                work.display()
+                work.display(),
+                if cfg.process.userns { ",userxattr" } else { "" }
             );
-            (merged, rootfs::Source::Overlay { options })
+            (
+                merged,
+                rootfs::Source::Overlay {
+                    options,
+                    idmapped_lowers: mountpoints,
+                },
+            )
         }
         FsMode::Fuse => {
             if lowers.is_empty() {
@@ -240,6 +276,20 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
         }
     };
     let spec = spec::build(root.clone(), &cfg.process, &image_defaults)?;
+    if cfg.process.userns && fs == FsMode::Kernel {
+        // The upper layer belongs to the container's root (the first id of its range).
+        let host = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+            m.and_then(|v| v.first()).map(|m| m.host_id())
+        };
+        let linux = spec.linux().as_ref();
+        let (uid, gid) = (
+            host(linux.and_then(|l| l.uid_mappings().as_ref())),
+            host(linux.and_then(|l| l.gid_mappings().as_ref())),
+        );
+        for d in [dir.join("upper"), dir.join("work")] {
+            std::os::unix::fs::chown(&d, uid, gid).map_err(io(format!("chown {}", d.display())))?;
+        }
+    }
     let namespaces = NamespacePlan::from_spec(
         spec.linux()
             .as_ref()
@@ -291,6 +341,7 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
         spec,
         plan,
         fuse,
+        idmap_sources,
     })
 }
 
@@ -524,8 +575,8 @@ fn start_and_wait(
     Ok((status.code(), st))
 }
 
-/// Writes the child's id maps from the spec and, for a bind rootfs, gives it an idmapped copy of the
-/// rootfs mount so files owned by host root appear owned by the container's root.
+/// Writes the child's id maps from the spec and gives it idmapped copies of the rootfs (bind) or of each
+/// lower layer (kernel overlay), so files owned by host root appear owned by the container's root.
 fn setup_userns(p: &Prepared, spawned: &process::Spawned) -> Result<(), ContainerError> {
     let linux = p.spec.linux().as_ref();
     let fmt = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
@@ -537,14 +588,17 @@ fn setup_userns(p: &Prepared, spawned: &process::Spawned) -> Result<(), Containe
     let uid_map = fmt(linux.and_then(|l| l.uid_mappings().as_ref()));
     let gid_map = fmt(linux.and_then(|l| l.gid_mappings().as_ref()));
     spawned.write_id_maps(&uid_map, &gid_map)?;
-    if p.fs == FsMode::Bind {
-        let userns = std::fs::File::open(format!("/proc/{}/ns/user", spawned.pid))
-            .map_err(io("opening the container's user namespace"))?;
-        let tree = crate::sys::open_tree_clone(&p.root)
-            .map_err(io(format!("cloning the mount of {}", p.root.display())))?;
+    if p.idmap_sources.is_empty() {
+        return Ok(());
+    }
+    let userns = std::fs::File::open(format!("/proc/{}/ns/user", spawned.pid))
+        .map_err(io("opening the container's user namespace"))?;
+    for src in &p.idmap_sources {
+        let tree = crate::sys::open_tree_clone(src)
+            .map_err(io(format!("cloning the mount of {}", src.display())))?;
         crate::sys::idmap_mount(tree.as_fd(), userns.as_fd()).map_err(io(format!(
             "idmapping {} (needs a filesystem with idmapped-mount support)",
-            p.root.display()
+            src.display()
         )))?;
         spawned.give_root_tree(tree)?;
     }

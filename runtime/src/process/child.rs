@@ -43,11 +43,11 @@ pub fn main(plan: &ChildPlan, chan: &Channel) -> i32 {
 fn run(plan: &ChildPlan, chan: &Channel) -> Result<(), Failure> {
     // Die with strata: a container whose monitor is gone has nobody serving its rootfs or reaping it.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    let mut root_tree = None;
+    let mut trees = Vec::new();
     loop {
         match chan.recv() {
             Ok(Some(Msg::Go)) => break,
-            Ok(Some(Msg::RootTree(fd))) => root_tree = Some(fd),
+            Ok(Some(Msg::RootTree(fd))) => trees.push(fd),
             // The parent gave up (or died) before releasing us: leave quietly.
             _ => crate::sys::exit_now(125),
         }
@@ -96,7 +96,7 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<(), Failure> {
         }
     }
     if let Some(rootfs) = &plan.rootfs {
-        rootfs.enter(root_tree).map_err(|e| Failure {
+        rootfs.enter(trees).map_err(|e| Failure {
             code: 125,
             message: e.to_string(),
         })?;

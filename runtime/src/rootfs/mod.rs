@@ -39,7 +39,12 @@ pub enum Source {
     /// `root` is a plain directory, bind-mounted onto itself.
     Bind,
     /// Kernel overlayfs mounted on `root` with these mount options (lowerdir/upperdir/workdir).
-    Overlay { options: String },
+    /// `idmapped_lowers`: where the parent's idmapped lower-layer mounts are attached first (user
+    /// namespace), in the order they arrive.
+    Overlay {
+        options: String,
+        idmapped_lowers: Vec<PathBuf>,
+    },
     /// Already mounted on `root` (strata-overlayfs) by the time [`Plan::enter`] runs.
     Premounted,
 }
@@ -97,9 +102,9 @@ impl Plan {
     /// Runs in the child, in its new mount namespace: makes propagation private, mounts the rootfs and the
     /// spec's mounts under it, pivots into it and detaches the old root, then masks paths.
     ///
-    /// `root_tree`, when given, is a detached (idmapped) mount of the rootfs made by the parent; it is
-    /// attached instead of bind-mounting the directory.
-    pub fn enter(&self, root_tree: Option<std::os::fd::OwnedFd>) -> Result<(), RootfsError> {
+    /// `trees` are detached idmapped mounts made by the parent (user namespace): the rootfs itself for a
+    /// bind rootfs (attached instead of bind-mounting the directory), or the overlay's lower layers.
+    pub fn enter(&self, trees: Vec<std::os::fd::OwnedFd>) -> Result<(), RootfsError> {
         use std::os::fd::AsFd;
         mount(
             None::<&str>,
@@ -110,9 +115,9 @@ impl Plan {
         )
         .map_err(sys(|| "making / private".into()))?;
         match &self.source {
-            Source::Bind if root_tree.is_some() => {
-                let tree = root_tree
-                    .as_ref()
+            Source::Bind if !trees.is_empty() => {
+                let tree = trees
+                    .first()
                     .map(|t| t.as_fd())
                     .ok_or(RootfsError::NoRoot)?;
                 crate::sys::move_mount_to(tree, &self.root).map_err(|e| RootfsError::Sys {
@@ -130,16 +135,27 @@ impl Plan {
             .map_err(sys(|| {
                 format!("bind-mounting rootfs {}", self.root.display())
             }))?,
-            Source::Overlay { options } => mount(
-                Some("overlay"),
-                &self.root,
-                Some("overlay"),
-                MsFlags::empty(),
-                Some(options.as_str()),
-            )
-            .map_err(sys(|| {
-                format!("mounting overlay on {}", self.root.display())
-            }))?,
+            Source::Overlay {
+                options,
+                idmapped_lowers,
+            } => {
+                for (tree, mp) in trees.iter().zip(idmapped_lowers) {
+                    crate::sys::move_mount_to(tree.as_fd(), mp).map_err(|e| RootfsError::Sys {
+                        what: format!("attaching the idmapped layer on {}", mp.display()),
+                        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                    })?;
+                }
+                mount(
+                    Some("overlay"),
+                    &self.root,
+                    Some("overlay"),
+                    MsFlags::empty(),
+                    Some(options.as_str()),
+                )
+                .map_err(sys(|| {
+                    format!("mounting overlay on {}", self.root.display())
+                }))?
+            }
             Source::Premounted => {}
         }
         chdir(&self.root).map_err(sys(|| format!("entering rootfs {}", self.root.display())))?;
