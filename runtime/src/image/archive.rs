@@ -159,13 +159,17 @@ impl ImageSource {
                     "{shown}: index.json names no image manifest for this platform"
                 ))
             })?;
-            for key in [
-                "io.containerd.image.name",
-                "org.opencontainers.image.ref.name",
-            ] {
-                if let Some(n) = desc.annotations().as_ref().and_then(|a| a.get(key)) {
-                    self.names.push(n.clone());
-                }
+            // containerd's annotation holds a full reference; OCI's ref.name is often only a tag
+            // ("latest"), which names no image, so it counts only when it looks like a reference.
+            let ann = desc.annotations().clone().unwrap_or_default();
+            if let Some(n) = ann.get("io.containerd.image.name") {
+                self.names.push(n.clone());
+            }
+            if let Some(n) = ann
+                .get("org.opencontainers.image.ref.name")
+                .filter(|n| n.contains([':', '/']))
+            {
+                self.names.push(n.clone());
             }
             let bytes = self.read_blob(desc.digest().as_ref(), Some(desc.size()))?;
             let value: serde_json::Value = serde_json::from_slice(&bytes)
@@ -179,9 +183,6 @@ impl ImageSource {
             break ImageManifest::from_reader(&bytes[..])
                 .map_err(|e| ImageError::Archive(format!("manifest {}: {e}", desc.digest())))?;
         };
-        // "ref.name" is often only a tag; a full reference (with a repository) is the better name.
-        self.names
-            .sort_by_key(|n| !n.contains(':') || n.starts_with(':'));
         let cfg = manifest.config();
         let config_bytes = self.read_blob(cfg.digest().as_ref(), Some(cfg.size()))?;
         self.set_config(

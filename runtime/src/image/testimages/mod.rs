@@ -502,7 +502,11 @@ pub(crate) fn write_image(
         .map_err(err)?;
     tmp.write_all(&bytes).map_err(err)?;
     // tempfile creates 0600; the archive is meant to be read by docker load and others.
-    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644)).map_err(err)?;
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .map_err(err)?;
     tmp.persist(out).map_err(|e| err(e.error))?;
     Ok(BuiltImage {
         name: spec.name,
