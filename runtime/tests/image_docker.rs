@@ -143,3 +143,33 @@ fn docker_and_kernel_overlay_of_the_imported_layers_see_the_same_tree() {
     assert!(differing.is_empty(), "metadata differs: {differing:#?}");
     assert_eq!(ds.len(), os.len());
 }
+
+#[test]
+fn docker_save_output_imports_with_the_same_layers() {
+    let info = Command::new("docker").arg("info").output();
+    assert!(
+        info.as_ref().is_ok_and(|o| o.status.success()),
+        "Docker is required: `docker info` failed — start the daemon with scripts/docker-up"
+    );
+    let (dir, store) = store();
+    let (archive, built) = busybox(dir.path());
+    run(Command::new("docker").arg("load").arg("-i").arg(&archive));
+    // Saved by id, Docker's archive names no image (RepoTags null), so --name is needed.
+    let saved = dir.path().join("saved.tar");
+    run(Command::new("docker")
+        .args(["save", "-o"])
+        .arg(&saved)
+        .arg(built.id.as_str()));
+    let err = store.import(&saved, None).unwrap_err().to_string();
+    assert!(err.contains("--name"), "{err}");
+    let rec = store.import(&saved, Some("docker-saved")).unwrap();
+    assert_eq!(rec.id, built.id);
+    assert_eq!(
+        rec.layers
+            .iter()
+            .map(|l| l.diff_id.clone())
+            .collect::<Vec<_>>(),
+        built.diff_ids
+    );
+    assert_eq!(rec.config.cmd, vec!["/bin/sh"]);
+}
