@@ -103,6 +103,25 @@ fn symlink_parent_escapes_are_rejected() {
 }
 
 #[test]
+fn links_through_symlinks_never_reach_the_host() {
+    // A hard link to a symlink links the symlink itself, not what it points at.
+    let (dir, store) = store();
+    let a = with_layer(
+        dir.path(),
+        "link-to-symlink",
+        &[
+            RawEntry::symlink("s", "/etc/shadow"),
+            RawEntry::hardlink("h", "s"),
+        ],
+    );
+    let rec = store.import(&a, None).unwrap();
+    let h = store.layer_dir(&rec.layers[1]).join("h");
+    let md = std::fs::symlink_metadata(&h).unwrap();
+    assert!(md.file_type().is_symlink(), "h is not the symlink itself");
+    assert_eq!(std::fs::read_link(&h).unwrap(), Path::new("/etc/shadow"));
+}
+
+#[test]
 fn hard_links_outside_or_to_nothing_are_rejected() {
     let d = tempfile::tempdir().unwrap();
     let cases: [(&str, &[&str]); 4] = [

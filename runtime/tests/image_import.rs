@@ -554,3 +554,41 @@ fn cli_import_ls_inspect_rm() {
     assert_eq!(err.lines().count(), 1, "error is not one line: {err:?}");
     assert!(err.contains("strata-busybox"));
 }
+
+#[test]
+fn racing_imports_of_one_archive_both_succeed_and_store_it_once() {
+    let (dir, store) = store();
+    let (archive, built) = busybox(dir.path());
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| store.import_with_report(&archive, None)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let reports: Vec<_> = results.into_iter().map(|r| r.unwrap().1).collect();
+    // The lock serialises them: one unpacked everything, the other found it all stored.
+    let mut extracted: Vec<usize> = reports.iter().map(|r| r.extracted.len()).collect();
+    extracted.sort();
+    assert_eq!(extracted, vec![0, 3]);
+    assert_eq!(store.list().unwrap().len(), 1);
+    let stored = std::fs::read_dir(store.root().join("layers/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(stored, built.diff_ids.len());
+}
+
+#[test]
+fn leftovers_of_an_interrupted_import_are_cleared() {
+    let (dir, store) = store();
+    // What a killed import leaves: a half-extracted staging dir and a scratch file.
+    let stale = store.root().join("tmp/staging-dead");
+    std::fs::create_dir_all(stale.join("diff/etc")).unwrap();
+    std::fs::write(stale.join("diff/etc/half"), b"x").unwrap();
+    std::fs::write(store.root().join("tmp/archive-dead"), b"x").unwrap();
+    let (archive, _) = busybox(dir.path());
+    store.import(&archive, None).unwrap();
+    let left: Vec<_> = std::fs::read_dir(store.root().join("tmp"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
