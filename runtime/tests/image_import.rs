@@ -446,14 +446,7 @@ fn rm_keeps_layers_other_images_share() {
 
 #[test]
 fn bigtree_imports_and_has_the_benchmark_shape() {
-    image_support::require_root();
-    // On tmpfs: 20,000 file creations on this shared machine's ext4 take tens of seconds under load, and
-    // the busybox tests already cover the store on ext4.
-    let dir = tempfile::Builder::new()
-        .prefix("strata-bigtree-test-")
-        .tempdir_in("/dev/shm")
-        .unwrap();
-    let store = strata_runtime::image::Store::open(&dir.path().join("store")).unwrap();
+    let (dir, store) = image_support::store_on_tmpfs();
     let archive = dir.path().join("bigtree.tar");
     testimages::build_bigtree(&archive, &BuildOptions::default()).unwrap();
     let rec = store.import(&archive, None).unwrap();
@@ -591,4 +584,117 @@ fn leftovers_of_an_interrupted_import_are_cleared() {
         .unwrap()
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn bigtree_from_a_real_tree_keeps_it_and_splits_it_into_layers() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let (dir, store) = image_support::store_on_tmpfs();
+    let src = dir.path().join("rootfs");
+    for d in ["etc", "usr/bin", "usr/share/doc/pkg", "var/lib/dpkg", "dev"] {
+        std::fs::create_dir_all(src.join(d)).unwrap();
+    }
+    std::fs::write(src.join("etc/hostname"), b"tree\n").unwrap();
+    std::fs::write(src.join("usr/bin/tool"), b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        src.join("usr/bin/tool"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    std::fs::hard_link(src.join("usr/bin/tool"), src.join("usr/bin/tool2")).unwrap();
+    // A hard link across the layer split becomes two files.
+    std::fs::hard_link(src.join("usr/bin/tool"), src.join("usr/share/doc/pkg/tool")).unwrap();
+    std::fs::write(src.join("usr/share/doc/pkg/README"), b"docs").unwrap();
+    nix::unistd::chown(
+        &src.join("usr/share/doc/pkg/README"),
+        Some(1000.into()),
+        Some(100.into()),
+    )
+    .unwrap();
+    xattr::set(src.join("usr/share/doc/pkg/README"), "user.note", b"kept").unwrap();
+    std::fs::write(src.join("var/lib/dpkg/status"), b"Package: x\n").unwrap();
+    symlink("../usr/bin/tool", src.join("etc/tool-link")).unwrap();
+    nix::unistd::mkfifo(
+        &src.join("var/lib/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
+    )
+    .unwrap();
+    nix::sys::stat::mknod(
+        &src.join("dev/null"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    let t = nix::sys::time::TimeSpec::new(1_600_000_000, 0);
+    for p in [
+        "etc/hostname",
+        "usr/share/doc/pkg/README",
+        "var/lib/dpkg/status",
+    ] {
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &src.join(p),
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+    }
+
+    let opts = BuildOptions::default();
+    let a = testimages::build_bigtree_from_dir(&src, &dir.path().join("a.tar"), &opts).unwrap();
+    let b = testimages::build_bigtree_from_dir(&src, &dir.path().join("b.tar"), &opts).unwrap();
+    assert_eq!(a.diff_ids, b.diff_ids, "same tree, different layers");
+    let rec = store.import(&dir.path().join("a.tar"), None).unwrap();
+    assert_eq!(rec.layers.len(), 3);
+    let layer2 = tree(&store.layer_dir(&rec.layers[1]));
+    assert!(layer2.contains_key("usr/share/doc/pkg/README") && !layer2.contains_key("etc"));
+
+    let m = OverlayMount::new(&store.lower_dirs_top_first(&rec));
+    let merged = tree(m.path());
+    let source = tree(&src);
+    for (path, want) in &source {
+        if path.is_empty() || path == "dev/null" {
+            continue;
+        }
+        let got = merged.get(path).unwrap_or_else(|| panic!("{path} missing"));
+        assert_eq!(
+            (
+                got.kind,
+                got.mode,
+                got.uid,
+                got.gid,
+                got.size,
+                &got.link,
+                &got.sha256,
+                &got.xattrs
+            ),
+            (
+                want.kind,
+                want.mode,
+                want.uid,
+                want.gid,
+                want.size,
+                &want.link,
+                &want.sha256,
+                &want.xattrs
+            ),
+            "{path}"
+        );
+        if want.kind != "dir" {
+            assert_eq!(got.mtime.0, want.mtime.0, "{path}: mtime");
+        }
+    }
+    assert!(
+        !merged.contains_key("dev/null"),
+        "device node copied into the image"
+    );
+    assert_eq!(merged["usr/bin/tool2"].inode_of, "usr/bin/tool");
+    assert_eq!(
+        std::fs::read_dir(m.path().join("srv/wide"))
+            .unwrap()
+            .count(),
+        10_000
+    );
 }

@@ -39,6 +39,10 @@ pub enum ImageCommand {
         /// gzip the layers.
         #[arg(long)]
         gzip: bool,
+        /// bigtree only: take the tree from DIR (e.g. a `debootstrap --variant=minbase` root) instead of
+        /// generating it; it is split into layers (usr/share, var, the rest) plus a 10,000-entry dir.
+        #[arg(long, value_name = "DIR")]
+        from_dir: Option<PathBuf>,
     },
 }
 
@@ -62,9 +66,10 @@ pub fn run(root: &Path, cmd: ImageCommand) -> Result<()> {
         out,
         format,
         gzip,
+        from_dir,
     } = cmd
     {
-        return build_test(kind, &out, format, gzip);
+        return build_test(kind, &out, format, gzip, from_dir.as_deref());
     }
     let store = Store::open(root).with_context(|| format!("open store {}", root.display()))?;
     match cmd {
@@ -104,7 +109,13 @@ pub fn run(root: &Path, cmd: ImageCommand) -> Result<()> {
     Ok(())
 }
 
-fn build_test(kind: TestImage, out: &Path, format: Format, gzip: bool) -> Result<()> {
+fn build_test(
+    kind: TestImage,
+    out: &Path,
+    format: Format,
+    gzip: bool,
+    from_dir: Option<&Path>,
+) -> Result<()> {
     let opts = BuildOptions {
         format: match format {
             Format::Docker => ArchiveFormat::DockerSave,
@@ -112,9 +123,11 @@ fn build_test(kind: TestImage, out: &Path, format: Format, gzip: bool) -> Result
         },
         gzip,
     };
-    let built = match kind {
-        TestImage::Busybox => testimages::build_busybox_with(out, &opts)?,
-        TestImage::Bigtree => testimages::build_bigtree(out, &opts)?,
+    let built = match (kind, from_dir) {
+        (TestImage::Busybox, None) => testimages::build_busybox_with(out, &opts)?,
+        (TestImage::Busybox, Some(_)) => anyhow::bail!("--from-dir applies to bigtree only"),
+        (TestImage::Bigtree, None) => testimages::build_bigtree(out, &opts)?,
+        (TestImage::Bigtree, Some(dir)) => testimages::build_bigtree_from_dir(dir, out, &opts)?,
     };
     println!(
         "wrote {}: {} {} ({} layers, {} entries)",

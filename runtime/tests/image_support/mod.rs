@@ -31,6 +31,18 @@ pub fn store() -> (TempDir, Store) {
     (dir, store)
 }
 
+/// A fresh store on tmpfs (/dev/shm), for tests that create tens of thousands of files: on this shared
+/// machine's ext4 that takes tens of seconds under load, and the other tests cover the store on ext4.
+pub fn store_on_tmpfs() -> (TempDir, Store) {
+    require_root();
+    let dir = tempfile::Builder::new()
+        .prefix("strata-image-test-")
+        .tempdir_in("/dev/shm")
+        .expect("a tmpfs at /dev/shm");
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    (dir, store)
+}
+
 /// The busybox test image as a docker-save archive in `dir`.
 pub fn busybox(dir: &Path) -> (PathBuf, BuiltImage) {
     busybox_as(dir, ArchiveFormat::DockerSave, false)
