@@ -6,6 +6,14 @@ use std::path::{Path, PathBuf};
 use strata_runtime::image::testimages::{self, ArchiveFormat, BuildOptions};
 use strata_runtime::image::{ImageRecord, Store};
 
+/// `println!` that returns an error instead of panicking when stdout is gone (`strata image ls | head`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 #[derive(Subcommand)]
 pub enum ImageCommand {
     /// Import a `docker save` or OCI image-layout archive (tar, optionally gzip'd; layers plain or gzip).
@@ -75,34 +83,34 @@ pub fn run(root: &Path, cmd: ImageCommand) -> Result<()> {
     match cmd {
         ImageCommand::Import { archive, name } => {
             let (rec, report) = store.import_with_report(&archive, name.as_deref())?;
-            println!(
+            say!(
                 "imported {} {} ({} layers: {} unpacked, {} already stored)",
                 rec.name,
                 rec.id,
                 rec.layers.len(),
                 report.extracted.len(),
                 report.reused.len()
-            );
+            )?;
         }
         ImageCommand::Ls { json } => {
             let images = store.list()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&images)?);
+                say!("{}", serde_json::to_string_pretty(&images)?)?;
             } else {
-                print_table(&images);
+                print_table(&images)?;
             }
         }
         ImageCommand::Rm { names } => {
             for name in names {
                 let rec = store.remove(&name)?;
-                println!("removed {} {}", rec.name, rec.id);
+                say!("removed {} {}", rec.name, rec.id)?;
             }
         }
         ImageCommand::Inspect { name } => {
             let rec = store.get(&name)?;
             let mut v = serde_json::to_value(&rec)?;
             v["lower_dirs"] = serde_json::to_value(store.lower_dirs_top_first(&rec))?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            say!("{}", serde_json::to_string_pretty(&v)?)?;
         }
         ImageCommand::BuildTest { .. } => unreachable!("handled above"),
     }
@@ -129,33 +137,37 @@ fn build_test(
         (TestImage::Bigtree, None) => testimages::build_bigtree(out, &opts)?,
         (TestImage::Bigtree, Some(dir)) => testimages::build_bigtree_from_dir(dir, out, &opts)?,
     };
-    println!(
+    say!(
         "wrote {}: {} {} ({} layers, {} entries)",
         out.display(),
         built.name,
         built.id,
         built.diff_ids.len(),
         built.entries
-    );
+    )?;
     Ok(())
 }
 
-fn print_table(images: &[ImageRecord]) {
-    println!(
+fn print_table(images: &[ImageRecord]) -> Result<()> {
+    say!(
         "{:<32} {:<14} {:>6} {:>10}  CREATED",
-        "NAME", "ID", "LAYERS", "SIZE"
-    );
+        "NAME",
+        "ID",
+        "LAYERS",
+        "SIZE"
+    )?;
     for r in images {
         let size: u64 = r.layers.iter().map(|l| l.size).sum();
-        println!(
+        say!(
             "{:<32} {:<14} {:>6} {:>10}  {}",
             r.name,
             r.id.short(),
             r.layers.len(),
             human(size),
             r.created.as_deref().unwrap_or("-")
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn human(bytes: u64) -> String {
