@@ -698,3 +698,24 @@ fn bigtree_from_a_real_tree_keeps_it_and_splits_it_into_layers() {
         10_000
     );
 }
+
+#[test]
+fn unpacked_layouts_import_from_a_directory() {
+    let (dir, store) = store();
+    for (format, gzip) in [
+        (ArchiveFormat::Oci, true),
+        (ArchiveFormat::DockerSave, false),
+    ] {
+        let (archive, built) = busybox_as(dir.path(), format, gzip);
+        let unpacked = dir.path().join(format!("unpacked-{format:?}"));
+        std::fs::create_dir(&unpacked).unwrap();
+        tar::Archive::new(std::fs::File::open(&archive).unwrap())
+            .unpack(&unpacked)
+            .unwrap();
+        let rec = store
+            .import(&unpacked, Some(&format!("{format:?}").to_lowercase()))
+            .unwrap();
+        assert_eq!(rec.id, built.id);
+        assert_eq!(rec.layers.len(), 3);
+    }
+}

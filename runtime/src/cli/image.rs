@@ -18,6 +18,7 @@ macro_rules! say {
 pub enum ImageCommand {
     /// Import a `docker save` or OCI image-layout archive (tar, optionally gzip'd; layers plain or gzip).
     Import {
+        /// The archive, or a directory holding an unpacked layout.
         archive: PathBuf,
         /// Name for the image (default: the name the archive gives it). A missing tag means `:latest`.
         #[arg(long)]
