@@ -719,3 +719,33 @@ fn unpacked_layouts_import_from_a_directory() {
         assert_eq!(rec.layers.len(), 3);
     }
 }
+
+#[test]
+fn cli_imports_a_gzip_stream_from_stdin() {
+    let (dir, _) = store();
+    let (archive, built) = busybox(dir.path());
+    let gz = dir.path().join("busybox.tar.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    std::io::copy(&mut std::fs::File::open(&archive).unwrap(), &mut enc).unwrap();
+    enc.finish().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--root")
+        .arg(dir.path().join("stdin-store"))
+        .args(["image", "import", "-", "--name", "from-stdin"])
+        .stdin(std::fs::File::open(&gz).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("from-stdin:latest") && stdout.contains(built.id.as_str()),
+        "{stdout}"
+    );
+}

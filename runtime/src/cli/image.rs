@@ -18,7 +18,8 @@ macro_rules! say {
 pub enum ImageCommand {
     /// Import a `docker save` or OCI image-layout archive (tar, optionally gzip'd; layers plain or gzip).
     Import {
-        /// The archive, or a directory holding an unpacked layout.
+        /// The archive, a directory holding an unpacked layout, or `-` for a tar on stdin
+        /// (`docker save IMAGE | strata image import -`).
         archive: PathBuf,
         /// Name for the image (default: the name the archive gives it). A missing tag means `:latest`.
         #[arg(long)]
@@ -83,7 +84,20 @@ pub fn run(root: &Path, cmd: ImageCommand) -> Result<()> {
     let store = Store::open(root).with_context(|| format!("open store {}", root.display()))?;
     match cmd {
         ImageCommand::Import { archive, name } => {
-            let (rec, report) = store.import_with_report(&archive, name.as_deref())?;
+            // Archives are read with seeks, so stdin is spooled to a file first.
+            let spooled = if archive.as_os_str() == "-" {
+                let mut tmp = tempfile::Builder::new()
+                    .prefix("strata-import-")
+                    .tempfile()
+                    .context("create a file to spool stdin into")?;
+                std::io::copy(&mut std::io::stdin().lock(), &mut tmp)
+                    .context("read the archive from stdin")?;
+                Some(tmp.into_temp_path())
+            } else {
+                None
+            };
+            let path = spooled.as_deref().unwrap_or(&archive);
+            let (rec, report) = store.import_with_report(path, name.as_deref())?;
             say!(
                 "imported {} {} ({} layers: {} unpacked, {} already stored)",
                 rec.name,
