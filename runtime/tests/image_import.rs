@@ -749,3 +749,25 @@ fn cli_imports_a_gzip_stream_from_stdin() {
         "{stdout}"
     );
 }
+
+#[test]
+fn user_xattrs_on_symlinks_are_dropped_not_fatal() {
+    // Linux cannot store user.* xattrs on symlinks; such an entry must not fail the import.
+    let (dir, store) = store();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([("SCHILY.xattr.user.note", &b"x"[..])])
+        .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1);
+    h.set_size(0);
+    b.append_link(&mut h, "s", "target").unwrap();
+    let archive =
+        DockerArchive::new(vec![b.into_inner().unwrap()]).write(&dir.path().join("a.tar"));
+    let rec = store.import(&archive, None).unwrap();
+    let t = tree(&store.layer_dir(&rec.layers[0]));
+    assert_eq!(t["s"].link.as_deref(), Some("target"));
+}

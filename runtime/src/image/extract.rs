@@ -402,8 +402,20 @@ impl Extractor {
             .map_err(|e| self.err(shown, format!("chmod: {e}")))?;
         }
         for (k, v) in &meta.xattrs {
-            set_xattr_at(parent, Some(name), &k.to_string_lossy(), v)
-                .map_err(|e| self.err(shown, format!("set xattr {}: {e}", k.to_string_lossy())))?;
+            let key = k.to_string_lossy();
+            match set_xattr_at(parent, Some(name), &key, v) {
+                Ok(()) => {}
+                // Linux refuses user.* xattrs on symlinks, so they cannot exist on any layer; Docker
+                // drops them the same way.
+                Err(e)
+                    if !chmod
+                        && key.starts_with("user.")
+                        && e.raw_os_error() == Some(libc::EPERM) =>
+                {
+                    tracing::warn!(layer = %self.layer, entry = shown, xattr = %key, "dropped: symlinks cannot carry user.* xattrs");
+                }
+                Err(e) => return Err(self.err(shown, format!("set xattr {key}: {e}"))),
+            }
         }
         utimensat(
             parent,

@@ -320,7 +320,7 @@ pub struct OverlayMount {
 impl OverlayMount {
     pub fn new(lower_top_first: &[PathBuf]) -> OverlayMount {
         let dir = tempfile::Builder::new()
-            .prefix("strata-ovl-")
+            .prefix("strata-image-ovl-")
             .tempdir()
             .unwrap();
         let lower: Vec<String> = lower_top_first
