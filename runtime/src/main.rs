@@ -31,13 +31,6 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        // The reader went away (`strata image ls | head -1`): nothing left to say, and not a failure.
-        Err(e)
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
-        {
-            ExitCode::SUCCESS
-        }
         Err(e) => {
             eprintln!("strata: {e:#}");
             ExitCode::from(cli::EXIT_STRATA_ERROR)

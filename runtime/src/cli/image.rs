@@ -71,6 +71,19 @@ pub enum Format {
 }
 
 pub fn run(root: &Path, cmd: ImageCommand) -> Result<()> {
+    match run_command(root, cmd) {
+        // The reader went away (`strata image ls | head -1`): nothing left to say, and not a failure.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn run_command(root: &Path, cmd: ImageCommand) -> Result<()> {
     if let ImageCommand::BuildTest {
         kind,
         out,
