@@ -1,4 +1,185 @@
 //! Every `unsafe` call of this crate, each behind a safe function.
+//!
+//! Sections are owned by different parts of the runtime; keep additions inside the section of the module
+//! that needs them so parallel work merges cleanly.
+
+// ============================================================================================================
+// Process creation, namespaces and rootfs (used by process/, container/, rootfs/)
+// ============================================================================================================
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::unistd::Pid;
+
+/// `struct clone_args` of clone3(2), up to and including `cgroup` (CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Creates a child process with clone3(2) — fork semantics (no shared memory, no new stack) plus the given
+/// `CLONE_NEW*` `flags` and, when `cgroup` is a cgroup v2 directory fd, `CLONE_INTO_CGROUP` so the child
+/// starts inside its cgroup. The child runs `child` and exits with its return value; it never returns here.
+///
+/// strata calls this only while it is single-threaded (no other thread can hold a lock the child would
+/// need), which is what makes running ordinary Rust code in the child sound — the same contract as fork(2).
+pub fn clone3_run<F: FnOnce() -> i32>(
+    flags: u64,
+    cgroup: Option<BorrowedFd<'_>>,
+    child: F,
+) -> io::Result<Pid> {
+    let mut args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    // SAFETY: `args` is a valid clone_args of the size we pass; without CLONE_VM the child gets a copy of
+    // the address space (fork semantics), so the current stack stays valid in both processes.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if rc == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(125);
+        exit_now(code);
+    }
+    Ok(Pid::from_raw(rc as i32))
+}
+
+/// Ends the calling process at once, without running atexit handlers or flushing stdio buffers that a
+/// forked child shares with its parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Marks every fd from `first` upwards close-on-exec (close_range(2) with CLOSE_RANGE_CLOEXEC), so nothing
+/// strata inherited leaks into the container.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: plain syscall on integer arguments; it only changes fd flags.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// pidfd_open(2): a stable handle on a process (for setns of all its namespaces at once).
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; on success the kernel returns a new fd that we own.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: rc is a freshly opened fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
+}
+
+/// execve(2) that only returns on failure (with the errno), taking pre-built C strings so the child does
+/// no allocation on the way to exec.
+pub fn execve_raw(
+    path: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> io::Error {
+    debug_assert!(
+        argv.last().is_some_and(|p| p.is_null()) && envp.last().is_some_and(|p| p.is_null())
+    );
+    // SAFETY: path is NUL-terminated, argv and envp are NULL-terminated arrays of pointers to C strings
+    // that the caller keeps alive (they are borrowed for the duration of this call).
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// fork(2) for strata's own helper processes (detach monitor, the built-in init's command); same
+/// single-threaded contract as [`clone3_run`]. Uses clone(2) rather than clone3 because the built-in init
+/// forks under the container's seccomp filter, which answers clone3 with ENOSYS.
+pub fn fork_run<F: FnOnce() -> i32>(child: F) -> io::Result<Pid> {
+    // SAFETY: clone with only SIGCHLD and a null stack is fork(2): the child gets a copy of the address
+    // space and continues on (its copy of) the current stack.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if rc == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(125);
+        exit_now(code);
+    }
+    Ok(Pid::from_raw(rc as i32))
+}
+
+/// Takes ownership of an fd the kernel just installed for us (an SCM_RIGHTS message) and nobody else owns.
+pub fn owned_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: callers pass only fds freshly received from the kernel, owned by no other object.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Sets `lo` up in the calling process's network namespace (SIOCGIFFLAGS / SIOCSIFFLAGS).
+// NOTE for the merge: a stand-in until network::loopback_up (resources helper) lands; then remove it.
+pub fn loopback_up() -> io::Result<()> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we pass, which outlives the calls.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+// ============================================================================================================
+// end of the process-creation section
+// ============================================================================================================
 
 // ======================================================================================
 // Network (resources helper): interface flags by ioctl, and running a command in a netns.

@@ -1,7 +1,21 @@
-//! One module per subcommand: clap arguments, output formatting, calls into the library.
+//! One module per `strata` subcommand; each turns parsed arguments into library calls.
 
+pub mod exec;
+pub mod gc;
+pub mod image;
 pub mod info;
+pub mod kill;
+pub mod ps;
+pub mod rm;
+pub mod run;
 pub mod stats;
+
+use std::path::PathBuf;
+
+use strata_runtime::state::StateRoot;
+
+/// Exit status for strata's own failures (as `docker run` uses 125), distinct from a container's status.
+pub const EXIT_STRATA_ERROR: u8 = 125;
 
 /// Bytes in binary units, as `docker stats` prints them ("12.3MiB").
 pub fn human_bytes(n: u64) -> String {
@@ -26,5 +40,24 @@ mod tests {
         assert_eq!(super::human_bytes(512), "512B");
         assert_eq!(super::human_bytes(1536), "1.5KiB");
         assert_eq!(super::human_bytes(64 << 20), "64.0MiB");
+    }
+}
+
+/// Options every container command shares.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StateArgs {
+    /// Where container state lives.
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_STATE",
+        default_value = "/run/strata"
+    )]
+    pub state_dir: PathBuf,
+}
+
+impl StateArgs {
+    pub fn root(&self) -> StateRoot {
+        StateRoot::new(self.state_dir.clone())
     }
 }
