@@ -36,12 +36,14 @@ impl Setup {
             .args(["-f", "-o", &self.opts(), mnt.to_str().unwrap()])
             .spawn()
             .unwrap();
+        // From here on the guard kills and reaps the child whatever happens.
+        let server = Server {
+            child: Some(child),
+            mnt: mnt.clone(),
+        };
         for _ in 0..400 {
             if fs::metadata(mnt.join("ready")).is_ok() {
-                return Server {
-                    child: Some(child),
-                    mnt,
-                };
+                return server;
             }
             std::thread::sleep(Duration::from_millis(25));
         }
