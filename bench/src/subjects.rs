@@ -190,6 +190,17 @@ impl Subject {
             }
             Subject::StrataBind | Subject::StrataKernel | Subject::StrataFuse => {
                 let bin = require_binary("strata", "STRATA_BIN")?;
+                // A strata binary without the run subcommand (e.g. an early skeleton) is not the subject.
+                run_checked(
+                    Command::new(&bin).args(["run", "--help"]),
+                    "strata run --help",
+                )
+                .map_err(|e| {
+                    CaseError::Skipped(format!(
+                        "{} does not implement `strata run` ({e})",
+                        bin.display()
+                    ))
+                })?;
                 let fs = match self {
                     Subject::StrataBind => "bind",
                     Subject::StrataKernel => "kernel",

@@ -335,7 +335,7 @@ impl FloorPlan {
 }
 
 /// The startup floor: clone(flags) → make / private → bind the rootfs → pivot_root → lazy-unmount the old
-/// root → mount /proc → exec. Optionally joins `mnt_ns` first (the scaling cases' mount namespace).
+/// root → mount /proc → exec. Optionally starts from a copy of `mnt_ns` (the scaling cases' mount namespace).
 /// Returns when the container process has exited and been reaped.
 pub fn floor_run(
     stack: &mut CloneStack,
@@ -344,13 +344,21 @@ pub fn floor_run(
     mnt_ns: Option<BorrowedFd<'_>>,
 ) -> Result<()> {
     let mnt_fd = mnt_ns.map(|f| f.as_raw_fd());
+    // With a namespace to start from, the child joins it and then unshares its own copy of it (joining
+    // alone would let pivot_root rearrange the shared namespace itself).
+    let flags = if mnt_fd.is_some() {
+        flags - CloneFlags::CLONE_NEWNS
+    } else {
+        flags
+    };
     let pid = clone_raw(stack, flags, &mut || {
         let null = std::ptr::null::<libc::c_char>();
         let (root, dot, proc_, proc_t) = (c"/", c".", c"/proc", c"proc");
         // SAFETY: raw syscalls on strings owned by `plan`, which outlives the child (it execs or exits).
         unsafe {
             if let Some(fd) = mnt_fd
-                && libc::setns(fd, libc::CLONE_NEWNS) != 0
+                && (libc::setns(fd, libc::CLONE_NEWNS) != 0
+                    || libc::unshare(libc::CLONE_NEWNS) != 0)
             {
                 exit(10);
             }
