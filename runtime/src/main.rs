@@ -63,7 +63,7 @@ fn main() -> ExitCode {
         Command::Kill(a) => cli::kill::main(a, &cli.state),
         Command::Rm(a) => cli::rm::main(a, &cli.state),
         Command::Gc(a) => cli::gc::main(a, &cli.state),
-        Command::Stats(a) => ok(cli::stats::run(a)),
+        Command::Stats(a) => ok(cli::stats::run(a, &cli.state)),
         Command::Image(cmd) => ok(cli::image::run(&cli.root, cmd)),
         Command::Info(a) => ok(cli::info::run(a)),
     };

@@ -7,8 +7,16 @@ use std::process::Command;
 use cgroups_support::{BUSYBOX, Gated, TestParent};
 use strata_runtime::cgroups::{self, ContainerCgroup, Resources};
 
+/// The strata binary with a state directory that does not exist (stats only reads it), so
+/// containers of other tests on this machine never show up; tests that need state pass their own
+/// --state-dir, which wins over the environment.
 fn strata() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+    c.env(
+        "STRATA_STATE",
+        format!("/nonexistent/strata-test-res-{}", std::process::id()),
+    );
+    c
 }
 
 #[test]
@@ -162,4 +170,89 @@ fn info_json_describes_this_host() {
         text.contains("cgroup mode") && text.contains(&release),
         "{text}"
     );
+}
+
+#[test]
+fn stats_finds_containers_through_their_state() {
+    use strata_runtime::state::{State, StateRoot, Status, now_unix, process_start_time};
+    let parent = TestParent::new();
+    // The cgroup's name differs from the container id: only the state links them.
+    let cg = ContainerCgroup::create(&parent.name, "cg-of-web", &Resources::default()).unwrap();
+    let mut spin = Gated::spawn("while :; do :; done");
+    spin.join(&cg);
+    spin.release();
+    let states = tempfile::tempdir().unwrap();
+    let root = StateRoot::new(states.path());
+    let pid = spin.pid();
+    let me = std::process::id() as i32;
+    let st = State {
+        id: "web".into(),
+        status: Status::Running,
+        pid,
+        pid_start: process_start_time(pid).unwrap(),
+        monitor_pid: me,
+        monitor_start: process_start_time(me).unwrap(),
+        created_unix: now_unix(),
+        image: None,
+        fs: "bind".into(),
+        rootfs: "/".into(),
+        command: vec!["spin".into()],
+        exit_code: None,
+        oom_killed: false,
+        cgroup: Some((parent.name.clone(), "cg-of-web".into())),
+        bridge: false,
+        auto_remove: false,
+        namespaces: vec![],
+    };
+    root.claim("web").unwrap();
+    root.save(&st).unwrap();
+    let state_dir = states.path().to_str().unwrap();
+
+    // By id.
+    let out = strata()
+        .args([
+            "stats",
+            "--json",
+            "--interval",
+            "0.3",
+            "--state-dir",
+            state_dir,
+            "web",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["id"], "web");
+    assert!(rows[0]["cpu_percent"].as_f64().unwrap() > 10.0, "{rows}");
+
+    // All: the running container once, under its id (not again under its cgroup name).
+    let out = strata()
+        .args([
+            "stats",
+            "--json",
+            "--interval",
+            "0.2",
+            "--state-dir",
+            state_dir,
+        ])
+        .args(["--cgroup-parent", &parent.name])
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["web"]);
+
+    cg.kill_all().unwrap();
+    cg.remove().unwrap();
+    parent.finish();
 }

@@ -414,6 +414,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn handles_can_move_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<ContainerCgroup>();
+        send_sync::<CgroupError>();
+    }
+
+    #[test]
     fn names_are_checked() {
         check_rel("strata", true).unwrap();
         check_rel("strata/sub", true).unwrap();

@@ -123,7 +123,13 @@ impl V1Cgroup {
         format::v2_writes(res)?;
         let throttles = format::resolve_throttles(res)?;
         let cg = Cgroup::load(hierarchies::auto(), rel);
-        if cg.exists() {
+        // One stat instead of one per hierarchy (this is on every container start); a group left
+        // half-created by a crash is reused, which is harmless.
+        let first = cg
+            .subsystems()
+            .first()
+            .map(|s| s.to_controller().path().to_path_buf());
+        if first.is_some_and(|p| p.exists()) {
             return Err(CgroupError::AlreadyExists {
                 path: rel.to_string(),
             });

@@ -115,6 +115,25 @@ pub fn apply_writes(
     Ok(())
 }
 
+/// Without the io.cost controller there is no `io.weight`; BFQ's `io.bfq.weight` (1..=1000, the
+/// v1 scale, so the weight as given) takes its place, as runc does.
+pub fn prefer_bfq_weight(
+    dir: &Path,
+    mut writes: Vec<LimitWrite>,
+    weight: Option<u16>,
+) -> Vec<LimitWrite> {
+    if let Some(w) = weight
+        && !dir.join("io.weight").exists()
+        && dir.join("io.bfq.weight").exists()
+    {
+        for lw in writes.iter_mut().filter(|lw| lw.file == "io.weight") {
+            lw.file = "io.bfq.weight";
+            lw.value = w.to_string();
+        }
+    }
+    writes
+}
+
 impl V2Cgroup {
     /// Creates `<root>/<rel>` with the limits of `res`; on failure nothing of the leaf remains.
     pub fn create(root: &Path, rel: &str, res: &Resources) -> Result<V2Cgroup> {
@@ -132,6 +151,7 @@ impl V2Cgroup {
             }
         })?;
         let cg = V2Cgroup { dir };
+        let writes = prefer_bfq_weight(&cg.dir, writes, res.io_weight);
         if let Err(e) = apply_writes(&cg.dir, &writes, &controllers) {
             let _ = std::fs::remove_dir(&cg.dir);
             return Err(e);
@@ -354,6 +374,35 @@ mod tests {
         std::fs::remove_file(leaf.join("memory.swap.max")).unwrap();
         let e = apply_writes(leaf, &writes, &all).unwrap_err().to_string();
         assert!(e.contains("--memory-swap"), "{e}");
+    }
+
+    #[test]
+    fn io_weight_falls_back_to_bfq() {
+        let t = tempfile::tempdir().unwrap();
+        let leaf = t.path();
+        let res = Resources {
+            io_weight: Some(500),
+            ..Default::default()
+        };
+        let writes = format::v2_writes(&res).unwrap();
+        // With io.weight present, it is used (converted to the 1..10000 scale).
+        touch(&leaf.join("io.weight"), "");
+        touch(&leaf.join("io.bfq.weight"), "");
+        let w = prefer_bfq_weight(leaf, writes.clone(), res.io_weight);
+        assert_eq!(
+            (w[0].file, w[0].value.as_str()),
+            ("io.weight", "default 4950")
+        );
+        // Only BFQ: its file, on the v1 scale.
+        std::fs::remove_file(leaf.join("io.weight")).unwrap();
+        let w = prefer_bfq_weight(leaf, writes, res.io_weight);
+        assert_eq!((w[0].file, w[0].value.as_str()), ("io.bfq.weight", "500"));
+        let io: BTreeSet<String> = ["io".to_string()].into();
+        apply_writes(leaf, &w, &io).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(leaf.join("io.bfq.weight")).unwrap(),
+            "500"
+        );
     }
 
     #[test]

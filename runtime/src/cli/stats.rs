@@ -1,8 +1,9 @@
 //! `strata stats [ID…] [--json] [--watch]`: CPU %, CPU time, memory usage/limit/peak, pids and IO
 //! bytes of containers, read from their cgroups.
 //!
-//! Containers are found by their cgroups under `--cgroup-parent` (strata's state directory is not
-//! consulted yet): with no ID, every container cgroup under the parent is shown.
+//! Containers are found through strata's state (each records its cgroup); a name without state is
+//! looked up as a cgroup under `--cgroup-parent` (containers made by other tools or by tests). With
+//! no ID: every running container with a cgroup, plus every cgroup under the parent.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 use strata_runtime::cgroups::{self, CgroupStats, ContainerCgroup};
+use strata_runtime::state::{StateRoot, Status};
 
 use super::human_bytes;
 
@@ -50,10 +52,47 @@ pub fn cpu_percent(prev: &CgroupStats, now: &CgroupStats, wall: Duration) -> f64
     now.cpu_usage_ns.saturating_sub(prev.cpu_usage_ns) as f64 / wall * 100.0
 }
 
-fn sample(parent: &str, ids: &[String]) -> BTreeMap<String, CgroupStats> {
-    ids.iter()
-        .filter_map(|id| {
-            let s = ContainerCgroup::open(parent, id).ok()?.stats().ok()?;
+/// What to show: display id → (cgroup parent, cgroup name).
+type Targets = BTreeMap<String, (String, String)>;
+
+/// The cgroup of container `id`: from its state, else a cgroup of that name under `parent`.
+fn resolve(root: &StateRoot, parent: &str, id: &str) -> anyhow::Result<(String, String)> {
+    if let Ok(st) = root.load(id) {
+        return st
+            .cgroup
+            .with_context(|| format!("container {id} has no cgroup"));
+    }
+    ContainerCgroup::open(parent, id).with_context(|| format!("no such container: {id}"))?;
+    Ok((parent.to_string(), id.to_string()))
+}
+
+/// Every running container with a cgroup, plus every cgroup under `parent` not already listed.
+fn all_targets(root: &StateRoot, parent: &str) -> anyhow::Result<Targets> {
+    let mut out = Targets::new();
+    // A missing state root just means no container was ever run here.
+    for (id, st) in root.list().unwrap_or_default() {
+        if let Some(st) = st
+            && st.live_status() == Status::Running
+            && let Some(cg) = st.cgroup
+        {
+            out.insert(id, cg);
+        }
+    }
+    let known: Vec<(String, String)> = out.values().cloned().collect();
+    for name in ContainerCgroup::list(parent)? {
+        let cg = (parent.to_string(), name.clone());
+        if !known.contains(&cg) {
+            out.entry(name).or_insert(cg);
+        }
+    }
+    Ok(out)
+}
+
+fn sample(targets: &Targets) -> BTreeMap<String, CgroupStats> {
+    targets
+        .iter()
+        .filter_map(|(id, (parent, name))| {
+            let s = ContainerCgroup::open(parent, name).ok()?.stats().ok()?;
             Some((id.clone(), s))
         })
         .collect()
@@ -93,7 +132,7 @@ fn print_table(rows: &[StatsRow]) {
     }
 }
 
-pub fn run(args: StatsArgs) -> anyhow::Result<()> {
+pub fn run(args: StatsArgs, state: &super::StateArgs) -> anyhow::Result<()> {
     if !(args.interval > 0.0 && args.interval <= 3600.0) {
         anyhow::bail!(
             "invalid --interval {}: must be between 0 and 3600 seconds",
@@ -101,27 +140,30 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
         );
     }
     let interval = Duration::from_secs_f64(args.interval);
+    let root = state.root();
     let parent = args.cgroup_parent.as_str();
-    let ids = |explicit: &[String]| -> anyhow::Result<Vec<String>> {
-        if explicit.is_empty() {
-            Ok(ContainerCgroup::list(parent)?)
+    // Unknown names are an error up front; later disappearances just drop the row.
+    let explicit: Targets = args
+        .ids
+        .iter()
+        .map(|id| Ok((id.clone(), resolve(&root, parent, id)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let targets = || -> anyhow::Result<Targets> {
+        if args.ids.is_empty() {
+            all_targets(&root, parent)
         } else {
-            Ok(explicit.to_vec())
+            Ok(explicit.clone())
         }
     };
-    // Unknown names are an error up front; later disappearances just drop the row.
-    for id in &args.ids {
-        ContainerCgroup::open(parent, id).with_context(|| format!("no such container: {id}"))?;
-    }
-    let mut current = ids(&args.ids)?;
-    let mut prev = sample(parent, &current);
+    let mut current = targets()?;
+    let mut prev = sample(&current);
     let mut prev_t = Instant::now();
     loop {
         std::thread::sleep(interval);
         if args.ids.is_empty() {
-            current = ids(&args.ids)?;
+            current = targets()?;
         }
-        let now = sample(parent, &current);
+        let now = sample(&current);
         let now_t = Instant::now();
         let rows: Vec<StatsRow> = now
             .iter()

@@ -71,6 +71,26 @@ impl TestParent {
         format!("c{n}")
     }
 
+    /// Gives this (existing) parent the largest CPU weight, so its tasks win CPU time against the
+    /// rest of the machine (group scheduling makes a task's nice value irrelevant here).
+    pub fn boost_cpu_weight(&self) {
+        let mut done = false;
+        for m in cgroup_mounts() {
+            let dir = m.join(&self.name);
+            for (file, value) in [("cpu.shares", "262144"), ("cpu.weight", "10000")] {
+                if dir.join(file).exists() {
+                    std::fs::write(dir.join(file), value).unwrap();
+                    done = true;
+                }
+            }
+        }
+        assert!(
+            done,
+            "no cpu controller file in the test parent {}",
+            self.name
+        );
+    }
+
     /// Directories of this parent that still exist, in any cgroup hierarchy.
     pub fn leftovers(&self) -> Vec<PathBuf> {
         cgroup_mounts()
@@ -186,27 +206,46 @@ impl Drop for Gated {
     }
 }
 
-/// The whole-disk device number ("MAJ:MIN") of the block device holding `path` (a partition's
-/// throttle must be set on its disk).
-pub fn backing_disk(path: &Path) -> String {
-    use std::os::unix::fs::MetadataExt;
-    let dev = std::fs::metadata(path).unwrap().dev();
-    let (maj, min) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
-    let sys = PathBuf::from(format!("/sys/dev/block/{maj}:{min}"));
-    assert!(
-        sys.exists(),
-        "{} is not on a block device ({maj}:{min}); the io throttle test needs one",
-        path.display()
-    );
-    if sys.join("partition").exists() {
-        let disk = std::fs::canonicalize(&sys)
+/// A loop device over a file in /dev/shm (tmpfs): a block device whose speed does not depend on
+/// the shared machine's disk load. Detached when dropped.
+pub struct LoopDev {
+    pub path: String,
+    _dir: tempfile::TempDir,
+}
+
+impl LoopDev {
+    pub fn new(size: u64) -> LoopDev {
+        assert!(
+            Path::new("/dev/loop-control").exists(),
+            "this test needs loop devices (/dev/loop-control)"
+        );
+        let dir = tempfile::tempdir_in("/dev/shm").expect("a tempdir in /dev/shm");
+        let backing = dir.path().join("disk");
+        std::fs::File::create(&backing)
             .unwrap()
-            .parent()
-            .unwrap()
-            .join("dev");
-        return std::fs::read_to_string(disk).unwrap().trim().to_string();
+            .set_len(size)
+            .unwrap();
+        let out = Command::new("/usr/sbin/losetup")
+            .args(["--find", "--show"])
+            .arg(&backing)
+            .output()
+            .expect("this test needs losetup (util-linux)");
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        LoopDev { path, _dir: dir }
     }
-    format!("{maj}:{min}")
+}
+
+impl Drop for LoopDev {
+    fn drop(&mut self) {
+        let _ = Command::new("/usr/sbin/losetup")
+            .args(["-d", &self.path])
+            .status();
+    }
 }
 
 /// A scratch directory on a real block device (tempfile's default /tmp may be a tmpfs).
