@@ -329,3 +329,44 @@ fn kernel_overlay_rootfs_has_a_private_upper_layer() {
     );
     env.assert_nothing_left();
 }
+
+#[test]
+fn detached_failures_leave_nothing_and_stats_see_a_running_container() {
+    let env = Env::new();
+    let out = env.run(
+        &["-d", "--name", &common::unique("dnf")],
+        &["no-such-command"],
+    );
+    assert_eq!(out.status.code(), Some(127), "{}", common::stderr(&out));
+    assert!(common::stderr(&out).contains("no-such-command"));
+    env.assert_nothing_left();
+
+    let name = common::unique("stats");
+    detach(
+        &env,
+        &name,
+        &["--memory", "64m", "--pids", "20"],
+        &["/bin/sh", "-c", "sleep 1000 & sleep 1000"],
+    );
+    common::wait_running(&env, &name);
+    let out = env
+        .strata()
+        .args(["stats", "--json", "--interval", "0.1", &name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &v.as_array().unwrap()[0];
+    assert_eq!(row["id"], name.as_str());
+    assert!(row["pids_current"].as_u64().unwrap() >= 2, "{row}");
+    assert_eq!(row["memory_limit_bytes"].as_u64(), Some(64 << 20), "{row}");
+    assert_eq!(row["pids_limit"].as_u64(), Some(20), "{row}");
+    assert!(
+        env.strata()
+            .args(["rm", "-f", &name])
+            .status()
+            .unwrap()
+            .success()
+    );
+    env.assert_nothing_left();
+}
