@@ -185,11 +185,53 @@ impl Env {
     }
 }
 
+/// Start time of `pid` (field 22 of /proc/PID/stat).
+fn start_time(pid: i64) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 2..].split(' ').nth(19)?.parse().ok()
+}
+
+impl Env {
+    /// SIGKILLs the monitors and pid 1s of containers a failed test left running (checked against their
+    /// recorded start times, so a recycled pid is never hit).
+    fn kill_leftover_containers(&self) {
+        let Ok(rd) = std::fs::read_dir(&self.state) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let Ok(text) = std::fs::read_to_string(e.path().join("state.json")) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            for (pid, start) in [("monitor_pid", "monitor_start"), ("pid", "pid_start")] {
+                if let (Some(p), Some(t)) = (v[pid].as_i64(), v[start].as_u64()) {
+                    if p > 0 && start_time(p) == Some(t) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(p as i32),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
-        // Remove this test's parent cgroup (after any container cgroup a failed test left).
-        for c in self.container_cgroups() {
-            let _ = std::fs::remove_dir(c);
+        self.kill_leftover_containers();
+        // Remove this test's parent cgroup (after any container cgroup a failed test left, once empty).
+        for _ in 0..300 {
+            let left = self.container_cgroups();
+            if left.is_empty() {
+                break;
+            }
+            for c in left {
+                let _ = std::fs::remove_dir(c);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
         for d in self.cgroup_parent_dirs() {
             let _ = std::fs::remove_dir(d);
