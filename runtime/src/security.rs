@@ -104,8 +104,17 @@ impl Plan {
             .as_ref()
             .and_then(|a| a.get(crate::spec::ANNOTATION_USER))
             .cloned();
+        let unconfined = spec
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(crate::spec::ANNOTATION_SECCOMP))
+            .is_some_and(|v| v == "unconfined");
         Ok(Plan {
-            seccomp: seccomp_programs(&keep)?,
+            seccomp: if unconfined {
+                Arc::new(Vec::new())
+            } else {
+                seccomp_programs(&keep)?
+            },
             keep,
             uid: user.uid(),
             gid: user.gid(),

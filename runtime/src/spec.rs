@@ -102,6 +102,8 @@ pub struct ProcessOptions {
     /// Namespaces joined by path.
     pub join: Vec<(Kind, PathBuf)>,
     pub userns: bool,
+    /// `--security-opt seccomp=unconfined`: no seccomp filter.
+    pub seccomp_unconfined: bool,
 }
 
 /// Parses a capability name as Docker accepts it: `NET_ADMIN`, `CAP_NET_ADMIN`, `net_admin`, or `ALL`.
@@ -339,6 +341,9 @@ pub fn build(
             }
         }
     }
+    if opts.seccomp_unconfined {
+        annotations.insert(ANNOTATION_SECCOMP.to_string(), "unconfined".to_string());
+    }
     if env_get(&env, "HOME").is_none() {
         env.push("HOME=/root".to_string());
     }
@@ -423,6 +428,8 @@ pub fn build(
 
 /// Annotation carrying a `--user` given by name, resolved inside the container.
 pub const ANNOTATION_USER: &str = "org.strata.user";
+/// Annotation `unconfined` turns strata's default seccomp filter off.
+pub const ANNOTATION_SECCOMP: &str = "org.strata.seccomp";
 
 #[cfg(test)]
 mod tests {

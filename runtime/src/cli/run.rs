@@ -88,6 +88,10 @@ pub struct RunArgs {
     /// (default 100000:65536); the rootfs is idmapped (bind) or mapped by the FUSE server (fuse).
     #[arg(long)]
     pub userns: bool,
+    /// Security options as Docker spells them: `seccomp=unconfined` (no seccomp filter),
+    /// `no-new-privileges` (always on).
+    #[arg(long, value_parser = parse_security_opt)]
+    pub security_opt: Vec<SecurityOpt>,
     /// Mount the root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
@@ -106,6 +110,24 @@ pub struct RunArgs {
     /// The command and its arguments.
     #[arg(last = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityOpt {
+    SeccompUnconfined,
+    NoNewPrivileges,
+}
+
+fn parse_security_opt(s: &str) -> Result<SecurityOpt, String> {
+    match s {
+        "seccomp=unconfined" | "seccomp:unconfined" => Ok(SecurityOpt::SeccompUnconfined),
+        "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
+            Ok(SecurityOpt::NoNewPrivileges)
+        }
+        other => Err(format!(
+            "unsupported security option '{other}' (supported: seccomp=unconfined, no-new-privileges)"
+        )),
+    }
 }
 
 fn parse_rate(s: &str) -> Result<u64, String> {
@@ -161,6 +183,7 @@ pub fn main(
             share: args.share,
             join: args.join,
             userns: args.userns,
+            seccomp_unconfined: args.security_opt.contains(&SecurityOpt::SeccompUnconfined),
         },
         image_defaults: ImageDefaults::default(),
         resources: Resources {
