@@ -14,8 +14,9 @@ use std::time::{Duration, SystemTime};
 use nix::fcntl::OFlag;
 
 /// Where address leases live: one file per /30, created with O_EXCL so concurrent strata
-/// processes never hand out the same subnet.
-pub const LEASE_DIR: &str = "/run/strata/net";
+/// processes never hand out the same subnet. Addresses are machine-wide, so this is one fixed
+/// place, outside the (overridable) state root whose entries are containers.
+pub const LEASE_DIR: &str = "/run/strata-net";
 /// The strata-owned range: 10.213.0.0/16, cut into 16384 /30 subnets.
 pub const SUBNET_BASE: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 0);
 pub const SUBNETS: u32 = 1 << 14;
