@@ -45,6 +45,8 @@ pub enum NetworkError {
     BadRate(String),
     #[error("invalid container id {0:?} for networking")]
     BadId(String),
+    #[error("bridge networking needs pid {0} in its own network namespace, but it shares strata's")]
+    SharedNetns(i32),
     #[error("cannot {op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -282,6 +284,20 @@ impl Bridge {
         }
         // Open the namespace first: a dead pid fails before anything is created.
         let netns = open_netns(child_pid)?;
+        // Never configure our own namespace as the container's (that would add a default route
+        // and an eth0 to the host).
+        let ours = std::fs::metadata("/proc/self/ns/net")
+            .map_err(io_err("stat", Path::new("/proc/self/ns/net")))?;
+        let theirs = nix::sys::stat::fstat(&netns).map_err(|e| NetworkError::Netns {
+            pid: child_pid,
+            source: e.into(),
+        })?;
+        {
+            use std::os::unix::fs::MetadataExt;
+            if ours.ino() == theirs.st_ino && ours.dev() == theirs.st_dev {
+                return Err(NetworkError::SharedNetns(child_pid));
+            }
+        }
         let lease = Lease::acquire(lease_dir, id)?;
         let host_if = host_if_name(lease.index, id);
         let (host_ip, container_ip) = subnet_addresses(lease.index);
