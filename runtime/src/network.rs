@@ -319,10 +319,14 @@ impl Bridge {
     }
 
     fn configure(&self, child_pid: i32, netns: OwnedFd) -> Result<()> {
+        use std::os::fd::AsRawFd;
         let h = &self.host_if;
         // The peer is created directly inside the container's namespace, so it can be eth0 there.
+        // The namespace is named by our open fd (ip opens a path containing '/' as is), not by the
+        // pid, which could be recycled by now.
+        let ns_path = format!("/proc/{}/fd/{}", std::process::id(), netns.as_raw_fd());
         let host = format!(
-            "link add {h} type veth peer name {CONTAINER_IF} netns {child_pid}\n\
+            "link add {h} type veth peer name {CONTAINER_IF} netns {ns_path}\n\
              addr add {}/30 dev {h}\n\
              link set {h} up\n",
             self.host_ip
