@@ -1,5 +1,12 @@
 //! strata-bench: what each kernel building block of a container costs, and how long whole containers take
 //! to start under strata, crun, runc and Docker.
 
+pub mod cases;
+pub mod compare;
+pub mod meta;
+pub mod recorder;
+pub mod report;
+pub mod stats;
+pub mod subjects;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -1,1 +1,428 @@
 //! Every `unsafe` call of this crate, each behind a safe function.
+//!
+//! The children created here run in a copy of a multi-threaded process, so they make raw syscalls only
+//! (no allocation, no locks) until they exec or `_exit`. Everything they need (paths, argv, pipe fds) is
+//! prepared by the parent before the clone.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{Pid, pipe2};
+
+/// CLONE_NEWTIME (0x80). Accepted by unshare(2) and setns(2) but not by clone(2), where the bit means
+/// CSIGNAL; nix has no constant for it.
+pub const CLONE_NEWTIME: CloneFlags = CloneFlags::from_bits_retain(0x80);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SysError {
+    #[error("{what}: {source}")]
+    Errno {
+        what: &'static str,
+        source: nix::Error,
+    },
+    #[error("{what} child exited with status {status:?}")]
+    Child {
+        what: &'static str,
+        status: WaitStatus,
+    },
+    #[error("path {0:?} contains a NUL byte")]
+    Nul(String),
+}
+
+type Result<T> = std::result::Result<T, SysError>;
+
+fn errno(what: &'static str) -> impl FnOnce(nix::Error) -> SysError {
+    move |source| SysError::Errno { what, source }
+}
+
+fn cstring(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|_| SysError::Nul(p.display().to_string()))
+}
+
+/// A stack for cloned children. Without CLONE_VM the child writes to its own copy, so one stack can be
+/// reused for every clone of the same thread.
+pub struct CloneStack(Vec<u8>);
+
+impl Default for CloneStack {
+    fn default() -> Self {
+        CloneStack(vec![0u8; 64 * 1024])
+    }
+}
+
+/// clone(2) with `flags`, the child running `child` (raw syscalls only); returns the child's pid.
+fn clone_raw(
+    stack: &mut CloneStack,
+    flags: CloneFlags,
+    child: &mut dyn FnMut() -> isize,
+) -> Result<Pid> {
+    let cb: Box<dyn FnMut() -> isize + '_> = Box::new(child);
+    // SAFETY: the callback only makes async-signal-safe raw syscalls and ends in exec or _exit; the stack
+    // is 64 KiB, far more than those frames need.
+    unsafe { nix::sched::clone(cb, &mut stack.0, flags, Some(libc::SIGCHLD)) }
+        .map_err(errno("clone"))
+}
+
+/// Wait for `pid` and require exit status 0.
+pub fn wait_ok(pid: Pid, what: &'static str) -> Result<()> {
+    match waitpid(pid, None).map_err(errno("waitpid"))? {
+        WaitStatus::Exited(_, 0) => Ok(()),
+        status => Err(SysError::Child { what, status }),
+    }
+}
+
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and ends the child without running the parent's destructors.
+    unsafe { libc::_exit(code) }
+}
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn write_u64(fd: RawFd, v: u64) {
+    let b = v.to_ne_bytes();
+    // SAFETY: b is a valid buffer of 8 bytes.
+    unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
+}
+
+fn read_u64(fd: &OwnedFd) -> Result<u64> {
+    let mut b = [0u8; 8];
+    let n = nix::unistd::read(fd, &mut b).map_err(errno("read from child"))?;
+    if n != 8 {
+        return Err(SysError::Errno {
+            what: "child reported nothing",
+            source: nix::Error::EIO,
+        });
+    }
+    Ok(u64::from_ne_bytes(b))
+}
+
+/// clone() with `flags`; the child exits at once. Returns when the child has been reaped.
+pub fn clone_and_exit(stack: &mut CloneStack, flags: CloneFlags) -> Result<()> {
+    let pid = clone_raw(stack, flags, &mut || 0)?;
+    wait_ok(pid, "clone")
+}
+
+/// In a fresh single-threaded child, time `unshare(flags)` with CLOCK_MONOTONIC (the child's own exit
+/// is not part of the figure).
+pub fn time_unshare(stack: &mut CloneStack, flags: CloneFlags) -> Result<Duration> {
+    let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(errno("pipe2"))?;
+    let wfd = w.as_raw_fd();
+    let bits = flags.bits();
+    let pid = clone_raw(stack, CloneFlags::empty(), &mut || {
+        let t0 = now_ns();
+        // SAFETY: raw unshare(2) in the child only.
+        let rc = unsafe { libc::unshare(bits) };
+        let t1 = now_ns();
+        if rc != 0 {
+            exit(1);
+        }
+        write_u64(wfd, t1 - t0);
+        0
+    })?;
+    drop(w);
+    let ns = read_u64(&r);
+    wait_ok(pid, "unshare")?;
+    Ok(Duration::from_nanos(ns?))
+}
+
+/// In a fresh single-threaded child, time `setns(ns_fd, nstype)`.
+pub fn time_setns(
+    stack: &mut CloneStack,
+    ns_fd: BorrowedFd<'_>,
+    nstype: CloneFlags,
+) -> Result<Duration> {
+    let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(errno("pipe2"))?;
+    let (wfd, nfd, bits) = (w.as_raw_fd(), ns_fd.as_raw_fd(), nstype.bits());
+    let pid = clone_raw(stack, CloneFlags::empty(), &mut || {
+        let t0 = now_ns();
+        // SAFETY: raw setns(2) in the child only; nfd is open (inherited).
+        let rc = unsafe { libc::setns(nfd, bits) };
+        let t1 = now_ns();
+        if rc != 0 {
+            exit(1);
+        }
+        write_u64(wfd, t1 - t0);
+        0
+    })?;
+    drop(w);
+    let ns = read_u64(&r);
+    wait_ok(pid, "setns")?;
+    Ok(Duration::from_nanos(ns?))
+}
+
+/// What a [`NsHolder`] does in its new mount namespace before it waits.
+pub struct HolderSetup {
+    /// Make every mount a slave of the host's so nothing propagates back (needed before any change).
+    pub make_rslave: bool,
+    /// Mount points to lazily unmount (e.g. /sys/fs/cgroup/unified, which crun refuses on hybrid hosts).
+    pub umount: Vec<CString>,
+    /// Existing directories on which to mount a small tmpfs each (extra mounts for the scaling cases).
+    pub tmpfs_at: Vec<CString>,
+    /// Flags for an unshare(2) after the clone (for CLONE_NEWTIME, which clone(2) cannot take; the new
+    /// time namespace is then /proc/<pid>/ns/time_for_children).
+    pub unshare: CloneFlags,
+}
+
+impl Default for HolderSetup {
+    fn default() -> Self {
+        HolderSetup {
+            make_rslave: false,
+            umount: Vec::new(),
+            tmpfs_at: Vec::new(),
+            unshare: CloneFlags::empty(),
+        }
+    }
+}
+
+/// A child process that holds namespaces open (created with `flags`) until dropped. Its namespaces are
+/// reachable as /proc/<pid>/ns/*.
+pub struct NsHolder {
+    pid: Pid,
+    release: Option<OwnedFd>,
+}
+
+impl NsHolder {
+    pub fn spawn(flags: CloneFlags, setup: &HolderSetup) -> Result<NsHolder> {
+        let mut stack = CloneStack::default();
+        let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(errno("pipe2"))?;
+        let (wait_r, wait_w) = pipe2(OFlag::O_CLOEXEC).map_err(errno("pipe2"))?;
+        let (rw, wr, ww) = (ready_w.as_raw_fd(), wait_r.as_raw_fd(), wait_w.as_raw_fd());
+        let umounts: Vec<&CStr> = setup.umount.iter().map(CString::as_c_str).collect();
+        let tmpfs: Vec<&CStr> = setup.tmpfs_at.iter().map(CString::as_c_str).collect();
+        let (root, fstype, opts) = (c"/", c"tmpfs", c"size=64k");
+        let rslave = setup.make_rslave;
+        let unshare_bits = setup.unshare.bits();
+        let pid = clone_raw(&mut stack, flags, &mut || {
+            // SAFETY: raw syscalls on pointers to strings prepared by the parent.
+            unsafe {
+                // Keep only the two pipe ends (as fds 0 and 1): a holder must not keep other holders' release
+                // pipes open, or releasing those would wait for this one.
+                let _ = ww;
+                if libc::dup2(wr, 0) < 0 || libc::dup2(rw, 1) < 0 {
+                    exit(6);
+                }
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                if unshare_bits != 0 && libc::unshare(unshare_bits) != 0 {
+                    exit(5);
+                }
+                if rslave
+                    && libc::mount(
+                        std::ptr::null(),
+                        root.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_SLAVE,
+                        std::ptr::null(),
+                    ) != 0
+                {
+                    exit(2);
+                }
+                for m in &umounts {
+                    if libc::umount2(m.as_ptr(), libc::MNT_DETACH) != 0 {
+                        exit(3);
+                    }
+                }
+                for t in &tmpfs {
+                    if libc::mount(
+                        fstype.as_ptr(),
+                        t.as_ptr(),
+                        fstype.as_ptr(),
+                        0,
+                        opts.as_ptr().cast(),
+                    ) != 0
+                    {
+                        exit(4);
+                    }
+                }
+                write_u64(1, 1);
+                let mut b = [0u8; 1];
+                libc::read(0, b.as_mut_ptr().cast(), 1);
+            }
+            0
+        })?;
+        drop((ready_w, wait_r));
+        let holder = NsHolder {
+            pid,
+            release: Some(wait_w),
+        };
+        match read_u64(&ready_r) {
+            Ok(_) => Ok(holder),
+            Err(_) => {
+                let mut holder = holder;
+                holder.release.take();
+                wait_ok(pid, "namespace holder")?;
+                Err(SysError::Errno {
+                    what: "namespace holder set-up",
+                    source: nix::Error::EIO,
+                })
+            }
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Open /proc/<pid>/ns/<kind> (O_CLOEXEC).
+    pub fn ns_fd(&self, kind: &str) -> Result<OwnedFd> {
+        let path = format!("/proc/{}/ns/{kind}", self.pid);
+        nix::fcntl::open(
+            path.as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(errno("open namespace file"))
+    }
+
+    /// Let the holder exit and reap it: the time this takes is the synchronous part of tearing down its
+    /// namespaces (a net namespace's cleanup continues in a kernel worker after this returns).
+    pub fn release(mut self) -> Result<()> {
+        self.release.take();
+        wait_ok(self.pid, "namespace holder")
+    }
+}
+
+impl Drop for NsHolder {
+    fn drop(&mut self) {
+        if self.release.take().is_some() {
+            let _ = waitpid(self.pid, None);
+        }
+    }
+}
+
+/// Everything the floor's child needs, prepared before the clone.
+pub struct FloorPlan {
+    rootfs: CString,
+    exe: CString,
+    argv: [*const libc::c_char; 2],
+    envp: [*const libc::c_char; 2],
+    env: CString,
+}
+
+// SAFETY: the raw pointers point into CStrings owned by the plan itself (exe, env), never mutated.
+unsafe impl Send for FloorPlan {}
+// SAFETY: as above; shared use only reads.
+unsafe impl Sync for FloorPlan {}
+
+impl FloorPlan {
+    /// `rootfs` must contain `exe` (absolute inside the rootfs) and an empty /proc.
+    pub fn new(rootfs: &Path, exe: &str) -> Result<Box<FloorPlan>> {
+        let mut plan = Box::new(FloorPlan {
+            rootfs: cstring(rootfs)?,
+            exe: CString::new(exe).map_err(|_| SysError::Nul(exe.into()))?,
+            argv: [std::ptr::null(); 2],
+            envp: [std::ptr::null(); 2],
+            env: c"PATH=/bin".to_owned(),
+        });
+        plan.argv[0] = plan.exe.as_ptr();
+        plan.envp[0] = plan.env.as_ptr();
+        Ok(plan)
+    }
+}
+
+/// The startup floor: clone(flags) → make / private → bind the rootfs → pivot_root → lazy-unmount the old
+/// root → mount /proc → exec. Optionally starts from a copy of `mnt_ns` (the scaling cases' mount namespace).
+/// Returns when the container process has exited and been reaped.
+pub fn floor_run(
+    stack: &mut CloneStack,
+    plan: &FloorPlan,
+    flags: CloneFlags,
+    mnt_ns: Option<BorrowedFd<'_>>,
+) -> Result<()> {
+    let mnt_fd = mnt_ns.map(|f| f.as_raw_fd());
+    // With a namespace to start from, the child joins it and then unshares its own copy of it (joining
+    // alone would let pivot_root rearrange the shared namespace itself).
+    let flags = if mnt_fd.is_some() {
+        flags - CloneFlags::CLONE_NEWNS
+    } else {
+        flags
+    };
+    let pid = clone_raw(stack, flags, &mut || {
+        let null = std::ptr::null::<libc::c_char>();
+        let (root, dot, proc_, proc_t) = (c"/", c".", c"/proc", c"proc");
+        // SAFETY: raw syscalls on strings owned by `plan`, which outlives the child (it execs or exits).
+        unsafe {
+            if let Some(fd) = mnt_fd
+                && (libc::setns(fd, libc::CLONE_NEWNS) != 0
+                    || libc::unshare(libc::CLONE_NEWNS) != 0)
+            {
+                exit(10);
+            }
+            if libc::mount(
+                null,
+                root.as_ptr(),
+                null,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                exit(11);
+            }
+            if libc::mount(
+                plan.rootfs.as_ptr(),
+                plan.rootfs.as_ptr(),
+                null,
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ) != 0
+            {
+                exit(12);
+            }
+            if libc::chdir(plan.rootfs.as_ptr()) != 0 {
+                exit(13);
+            }
+            if libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) != 0 {
+                exit(14);
+            }
+            if libc::umount2(dot.as_ptr(), libc::MNT_DETACH) != 0 {
+                exit(15);
+            }
+            if libc::chdir(root.as_ptr()) != 0 {
+                exit(16);
+            }
+            let f = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            if libc::mount(
+                proc_t.as_ptr(),
+                proc_.as_ptr(),
+                proc_t.as_ptr(),
+                f,
+                std::ptr::null(),
+            ) != 0
+            {
+                exit(17);
+            }
+            libc::execve(plan.exe.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+        }
+        exit(18)
+    })?;
+    wait_ok(pid, "floor container")
+}
+
+/// Make `cmd` join the namespace `fd` (of type `nstype`) between fork and exec. `fd` must stay open until
+/// the command is spawned.
+pub fn setns_before_exec(cmd: &mut Command, fd: RawFd, nstype: CloneFlags) {
+    let bits = nstype.bits();
+    // SAFETY: the closure makes one async-signal-safe syscall.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, bits) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

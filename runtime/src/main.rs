@@ -4,6 +4,7 @@ mod cli;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// strata: a minimal container runtime.
 #[derive(Parser)]
@@ -21,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a command in a new container.
-    Run(cli::run::RunArgs),
+    Run(Box<cli::run::RunArgs>),
     /// Run a command in a running container.
     Exec(cli::exec::ExecArgs),
     /// List containers.
@@ -41,11 +42,22 @@ enum Command {
     Info(cli::info::InfoArgs),
 }
 
-fn main() {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    // Usage errors exit 125 like Docker's (clap's default is 2); --help and --version exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                cli::EXIT_STRATA_ERROR
+            } else {
+                0
+            });
+        }
+    };
     let ok = |r: anyhow::Result<()>| r.map(|()| 0);
     let result = match cli.command {
-        Command::Run(a) => cli::run::main(a, &cli.state),
+        Command::Run(a) => cli::run::main(*a, &cli.root, &cli.state),
         Command::Exec(a) => cli::exec::main(a, &cli.state),
         Command::Ps(a) => cli::ps::main(a, &cli.state),
         Command::Kill(a) => cli::kill::main(a, &cli.state),
@@ -55,14 +67,14 @@ fn main() {
         Command::Image(cmd) => ok(cli::image::run(&cli.root, cmd)),
         Command::Info(a) => ok(cli::info::run(a)),
     };
-    let code = match result {
-        Ok(code) => code,
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)),
         Err(e) => {
-            // One line naming the problem; 125 = strata's own error, as Docker does.
             eprintln!("strata: {e:#}");
-            e.downcast_ref::<strata_runtime::container::ContainerError>()
-                .map_or(i32::from(cli::EXIT_STRATA_ERROR), |c| c.exit_code())
+            let code = e
+                .downcast_ref::<strata_runtime::container::ContainerError>()
+                .map_or(i32::from(cli::EXIT_STRATA_ERROR), |c| c.exit_code());
+            ExitCode::from(code as u8)
         }
-    };
-    std::process::exit(code);
+    }
 }

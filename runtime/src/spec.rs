@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use oci_spec::runtime::{
-    Capability, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, Mount, MountBuilder,
-    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    Capability, LinuxCapabilitiesBuilder, LinuxIdMapping, LinuxIdMappingBuilder,
+    LinuxNamespaceBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
+    ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 
 use crate::namespaces::Kind;
@@ -25,7 +26,7 @@ pub enum SpecError {
     RelativeWorkdir(String),
     #[error("no command given and the image has neither Entrypoint nor Cmd")]
     NoCommand,
-    #[error("{0}")]
+    #[error(transparent)]
     Namespace(#[from] crate::namespaces::NamespaceError),
     #[error("building the OCI spec: {0}")]
     Oci(#[from] oci_spec::OciSpecError),
@@ -167,6 +168,47 @@ pub fn merge_env(env: &mut Vec<String>, settings: &[String]) -> Result<(), SpecE
         env.push(entry);
     }
     Ok(())
+}
+
+/// Parses a size as Docker does (`--memory 512m`): a number with an optional binary unit b, k, m, g, t
+/// (case-insensitive, an optional trailing "b": "512mb"); a plain number is bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t
+        .strip_suffix('b')
+        .filter(|r| r.ends_with(|c: char| c.is_ascii_alphabetic()))
+        .unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        Some('b') => (&t[..t.len() - 1], 1),
+        _ => (t, 1),
+    };
+    let bad = || {
+        format!("invalid size '{text}': expected a number with an optional unit b, k, m, g or t")
+    };
+    let v: f64 = num.trim().parse().map_err(|_| bad())?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(bad());
+    }
+    Ok((v * mult as f64) as u64)
+}
+
+/// The subordinate id range (start, count) of `user` in /etc/subuid or /etc/subgid (`file`), or the
+/// default 100000:65536 when the file has no entry for it.
+pub fn subordinate_range(file: &str, user: &str) -> (u32, u32) {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.trim().split(':');
+            let (name, start, count) =
+                (f.next()?, f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+            (name == user || name == "0").then_some((start, count))
+        })
+        .next()
+        .unwrap_or((100_000, 65_536))
 }
 
 /// Looks a variable up in an `env` list.
@@ -362,6 +404,20 @@ pub fn build(
     linux.set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()));
     linux.set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()));
     linux.set_resources(None);
+    if opts.userns {
+        // Container root is the first id of strata's subordinate range, unprivileged on the host.
+        let map = |(start, count): (u32, u32)| -> Result<Vec<LinuxIdMapping>, SpecError> {
+            Ok(vec![
+                LinuxIdMappingBuilder::default()
+                    .container_id(0u32)
+                    .host_id(start)
+                    .size(count)
+                    .build()?,
+            ])
+        };
+        linux.set_uid_mappings(Some(map(subordinate_range("/etc/subuid", "root"))?));
+        linux.set_gid_mappings(Some(map(subordinate_range("/etc/subgid", "root"))?));
+    }
     Ok(spec)
 }
 
@@ -380,6 +436,16 @@ mod tests {
         assert_eq!(set.len(), 14);
         assert!(capability_set(&["bogus".into()], &[]).is_err());
         assert!(capability_set(&[], &["ALL".into()]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn sizes_parse_like_docker() {
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1GB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert_eq!(parse_size("1.5k").unwrap(), 1536);
+        assert_eq!(parse_size("10b").unwrap(), 10);
+        assert!(parse_size("lots").is_err() && parse_size("-1m").is_err());
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct State {
     pub oom_killed: bool,
     /// (cgroup parent, cgroup name) when the container has a cgroup.
     pub cgroup: Option<(String, String)>,
+    /// The container has a bridge-mode veth (torn down by id after a crash).
+    #[serde(default)]
+    pub bridge: bool,
     /// Remove everything when the container ends (`--rm`).
     pub auto_remove: bool,
     /// Namespaces the container created (proc names), for `exec`.

@@ -200,6 +200,7 @@ fn stats_finds_containers_through_their_state() {
         exit_code: None,
         oom_killed: false,
         cgroup: Some((parent.name.clone(), "cg-of-web".into())),
+        bridge: false,
         auto_remove: false,
         namespaces: vec![],
     };

@@ -229,3 +229,61 @@ fn a_name_in_use_is_refused_and_racing_runs_have_one_winner() {
     assert!(common::stderr(loser).contains("already in use"));
     env.assert_nothing_left();
 }
+
+#[test]
+fn memory_hog_is_oom_killed_with_137_and_a_report() {
+    let env = Env::new();
+    let name = common::unique("oom");
+    let out = env.run(
+        &["--name", &name, "--memory", "32m", "--memory-swap", "32m"],
+        &[
+            "/bin/sh",
+            "-c",
+            "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(137), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out).contains("out of memory"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert!(!common::stdout(&out).contains("survived"));
+    let st: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.state.join(&name).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(st["oom_killed"], true);
+    assert!(env.strata().args(["rm", &name]).status().unwrap().success());
+    env.assert_nothing_left();
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb_and_limits_are_checked() {
+    let env = Env::new();
+    let out = env.run(
+        &["--rm", "--pids", "8"],
+        &["/bin/sh", "-c", "(i=0; while [ $i -lt 30 ]; do sleep 2 & i=$((i+1)); done) 2>/dev/null; set -- /proc/[0-9]*; echo $#"],
+    );
+    let n: u32 = common::stdout(&out).trim().parse().unwrap_or(999);
+    // Counted with shell builtins only (no fork is possible at the limit).
+    assert!(
+        (2..=8).contains(&n),
+        "expected 2..=8 processes, got {n} ({})",
+        common::stderr(&out)
+    );
+    // A limit the kernel cannot take: one line, 125, nothing left.
+    let bad = env.run(&["--rm", "--memory", "1k"], &["true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert_eq!(
+        common::stderr(&bad).lines().count(),
+        1,
+        "{}",
+        common::stderr(&bad)
+    );
+    let bad = env.run(&["--rm", "--cpus", "-1"], &["true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    let bad = env.run(&["--rm", "--net-rate", "1mbit"], &["true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    env.assert_nothing_left();
+}

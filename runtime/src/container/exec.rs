@@ -85,12 +85,17 @@ pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
         security: security::Plan::from_spec(&spec)?,
         exec: ExecPlan::new(&cfg.command, &env, cwd)?,
         loopback: false,
+        unshare_cgroupns: false,
         init: false,
         fuse_mount: None,
     };
 
-    // Join the cgroup before the mount namespace hides the host's /sys/fs/cgroup.
-    // (cgroups::ContainerCgroup::open(..).add_task is wired in when the resources module lands.)
+    // Join the cgroup before the mount namespace hides the host's /sys/fs/cgroup; the process cloned
+    // below inherits it.
+    if let Some((parent, name)) = &st.cgroup {
+        let cg = crate::cgroups::ContainerCgroup::open(parent, name)?;
+        cg.add_task(std::process::id() as i32)?;
+    }
 
     let pid = st.pid.to_string();
     let mut flags = CloneFlags::empty();

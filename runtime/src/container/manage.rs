@@ -138,9 +138,19 @@ fn settle(st: &State) {
     }
 }
 
-/// Releases what a container holds outside its namespaces: its cgroup and its state directory (which holds
-/// its upper layer). Mounts live in the container's own mount namespace and vanish with it.
+/// Releases what a container holds outside its namespaces: its cgroup (any process still in it is killed
+/// first), its veth and address lease, and its state directory (which holds its upper layer). Mounts and
+/// the FUSE connection live in the container's own mount namespace and vanish with it.
 fn cleanup(root: &StateRoot, st: &State) -> Result<(), ContainerError> {
+    if let Some((parent, name)) = &st.cgroup {
+        if let Ok(cg) = crate::cgroups::ContainerCgroup::open(parent, name) {
+            cg.kill_all()?;
+            cg.remove()?;
+        }
+    }
+    if st.bridge {
+        crate::network::Bridge::teardown_by_id(&st.id)?;
+    }
     root.remove(&st.id)?;
     Ok(())
 }

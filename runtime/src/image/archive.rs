@@ -12,16 +12,17 @@ use flate2::bufread::MultiGzDecoder;
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Take};
 use std::path::{Path, PathBuf};
 
 /// JSON members larger than this are refused rather than read into memory.
 const MAX_JSON: u64 = 64 << 20;
 
-/// Where a member's bytes live inside the outer archive.
-#[derive(Clone, Copy, Debug)]
+/// Where a member's bytes live: inside the outer archive, or (for an unpacked layout) in its own file.
+#[derive(Clone, Debug)]
 struct Member {
+    file: Option<PathBuf>,
     offset: u64,
     size: u64,
 }
@@ -61,9 +62,14 @@ struct DockerManifestEntry {
 }
 
 impl ImageSource {
-    /// Opens and indexes `archive`. A gzip-compressed archive is first decompressed into `scratch_dir`.
+    /// Opens and indexes `archive`: a tar (gzip'd ones are first decompressed into `scratch_dir`) or a
+    /// directory holding an unpacked docker-save or OCI layout.
     pub fn open(archive: &Path, scratch_dir: &Path) -> Result<ImageSource, ImageError> {
         let shown = archive.display().to_string();
+        if archive.is_dir() {
+            let members = index_dir(archive)?;
+            return ImageSource::from_members(archive.to_path_buf(), members, None, &shown);
+        }
         let mut f = File::open(archive).map_err(ImageError::io(format!("open {shown}")))?;
         let mut magic = [0u8; 2];
         let n = f
@@ -84,6 +90,15 @@ impl ImageSource {
             (archive.to_path_buf(), None)
         };
         let members = index(&file, &shown)?;
+        ImageSource::from_members(file, members, scratch, &shown)
+    }
+
+    fn from_members(
+        file: PathBuf,
+        members: HashMap<String, Member>,
+        scratch: Option<tempfile::TempPath>,
+        shown: &str,
+    ) -> Result<ImageSource, ImageError> {
         let mut src = ImageSource {
             file,
             members,
@@ -94,9 +109,9 @@ impl ImageSource {
             _scratch: scratch,
         };
         if src.members.contains_key("manifest.json") {
-            src.read_docker(&shown)?;
+            src.read_docker(shown)?;
         } else if src.members.contains_key("index.json") {
-            src.read_oci(&shown)?;
+            src.read_oci(shown)?;
         } else {
             return Err(ImageError::Archive(format!(
                 "{shown}: neither a docker-save archive (no manifest.json) nor an OCI image layout (no index.json)"
@@ -159,13 +174,17 @@ impl ImageSource {
                     "{shown}: index.json names no image manifest for this platform"
                 ))
             })?;
-            for key in [
-                "io.containerd.image.name",
-                "org.opencontainers.image.ref.name",
-            ] {
-                if let Some(n) = desc.annotations().as_ref().and_then(|a| a.get(key)) {
-                    self.names.push(n.clone());
-                }
+            // containerd's annotation holds a full reference; OCI's ref.name is often only a tag
+            // ("latest"), which names no image, so it counts only when it looks like a reference.
+            let ann = desc.annotations().clone().unwrap_or_default();
+            if let Some(n) = ann.get("io.containerd.image.name") {
+                self.names.push(n.clone());
+            }
+            if let Some(n) = ann
+                .get("org.opencontainers.image.ref.name")
+                .filter(|n| n.contains([':', '/']))
+            {
+                self.names.push(n.clone());
             }
             let bytes = self.read_blob(desc.digest().as_ref(), Some(desc.size()))?;
             let value: serde_json::Value = serde_json::from_slice(&bytes)
@@ -179,9 +198,6 @@ impl ImageSource {
             break ImageManifest::from_reader(&bytes[..])
                 .map_err(|e| ImageError::Archive(format!("manifest {}: {e}", desc.digest())))?;
         };
-        // "ref.name" is often only a tag; a full reference (with a repository) is the better name.
-        self.names
-            .sort_by_key(|n| !n.contains(':') || n.starts_with(':'));
         let cfg = manifest.config();
         let config_bytes = self.read_blob(cfg.digest().as_ref(), Some(cfg.size()))?;
         self.set_config(
@@ -247,7 +263,7 @@ impl ImageSource {
     fn member(&self, path: &str) -> Result<Member, ImageError> {
         self.members
             .get(path.trim_start_matches("./"))
-            .copied()
+            .cloned()
             .ok_or_else(|| {
                 ImageError::Archive(format!(
                     "archive is missing blob {path:?} named by its manifest"
@@ -264,7 +280,7 @@ impl ImageSource {
             )));
         }
         let mut buf = Vec::with_capacity(m.size as usize);
-        self.open_member(m)?
+        self.open_member(&m)?
             .read_to_end(&mut buf)
             .map_err(ImageError::io(format!("read {path}")))?;
         if buf.len() as u64 != m.size {
@@ -288,11 +304,11 @@ impl ImageSource {
         Ok(bytes)
     }
 
-    fn open_member(&self, m: Member) -> Result<Take<File>, ImageError> {
-        let mut f = File::open(&self.file)
-            .map_err(ImageError::io(format!("open {}", self.file.display())))?;
+    fn open_member(&self, m: &Member) -> Result<Take<File>, ImageError> {
+        let path = m.file.as_ref().unwrap_or(&self.file);
+        let mut f = File::open(path).map_err(ImageError::io(format!("open {}", path.display())))?;
         f.seek(SeekFrom::Start(m.offset))
-            .map_err(ImageError::io(format!("seek {}", self.file.display())))?;
+            .map_err(ImageError::io(format!("seek {}", path.display())))?;
         Ok(f.take(m.size))
     }
 
@@ -301,7 +317,7 @@ impl ImageSource {
         let blob = &self.layers[i];
         let member = self.member(&blob.path)?;
         let mut raw =
-            BufReader::with_capacity(256 << 10, HashingReader::new(self.open_member(member)?));
+            BufReader::with_capacity(256 << 10, HashingReader::new(self.open_member(&member)?));
         let head = raw
             .fill_buf()
             .map_err(ImageError::io(format!("read {}", blob.path)))?;
@@ -413,14 +429,48 @@ fn pick_manifest(descs: &[oci_spec::image::Descriptor]) -> Option<&oci_spec::ima
         .or_else(|| descs.iter().find(|d| d.platform().is_none()))
 }
 
+/// Indexes an unpacked layout: every regular file below `dir` (symlinks are not followed).
+fn index_dir(dir: &Path) -> Result<HashMap<String, Member>, ImageError> {
+    let mut members = HashMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(ImageError::io(format!("read {}", d.display())))? {
+            let e = e.map_err(ImageError::io(format!("read {}", d.display())))?;
+            let md = e
+                .metadata()
+                .map_err(ImageError::io(format!("stat {}", e.path().display())))?;
+            if md.is_dir() {
+                stack.push(e.path());
+            } else if md.is_file() {
+                let rel = e
+                    .path()
+                    .strip_prefix(dir)
+                    .expect("below dir")
+                    .to_string_lossy()
+                    .into_owned();
+                members.insert(
+                    rel,
+                    Member {
+                        file: Some(e.path()),
+                        offset: 0,
+                        size: md.len(),
+                    },
+                );
+            }
+        }
+    }
+    Ok(members)
+}
+
 /// Indexes the outer tar: regular members by normalized path; symlinks resolved to their targets.
 fn index(file: &Path, shown: &str) -> Result<HashMap<String, Member>, ImageError> {
     let f = File::open(file).map_err(ImageError::io(format!("open {shown}")))?;
     let mut ar = tar::Archive::new(BufReader::new(f));
     let mut members = HashMap::new();
     let mut links = Vec::new();
+    // Seeking past members (instead of reading them) keeps indexing a large archive near-instant.
     let entries = ar
-        .entries()
+        .entries_with_seek()
         .map_err(|e| ImageError::Archive(format!("{shown}: not a tar archive: {e}")))?;
     for entry in entries {
         let entry = entry.map_err(|e| {
@@ -433,6 +483,7 @@ fn index(file: &Path, shown: &str) -> Result<HashMap<String, Member>, ImageError
         match entry.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let m = Member {
+                    file: None,
                     offset: entry.raw_file_position(),
                     size: entry.size(),
                 };
@@ -476,7 +527,7 @@ fn index(file: &Path, shown: &str) -> Result<HashMap<String, Member>, ImageError
                 .ok()
                 .map(|p| p.to_string_lossy().into_owned())
         };
-        if let Some(m) = resolved.and_then(|r| members.get(&r).copied()) {
+        if let Some(m) = resolved.and_then(|r| members.get(&r).cloned()) {
             members.insert(path, m);
         }
     }

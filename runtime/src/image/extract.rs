@@ -117,7 +117,19 @@ impl Extractor {
         if matches!(ty, EntryType::XGlobalHeader) {
             return Ok(());
         }
-        let meta = self.meta(&mut entry).map_err(|r| self.err(&shown, r))?;
+        // A hard link has no metadata of its own (it shares its target's inode); some writers leave the
+        // numeric fields of its header empty, so they are not parsed.
+        let meta = if ty == EntryType::Link {
+            Meta {
+                mode: 0,
+                uid: 0,
+                gid: 0,
+                mtime: TimeSpec::new(0, 0),
+                xattrs: Vec::new(),
+            }
+        } else {
+            self.meta(&mut entry).map_err(|r| self.err(&shown, r))?
+        };
         self.stats.entries += 1;
 
         let Some(name) = path.file_name().map(OsStr::to_os_string) else {
@@ -242,7 +254,7 @@ impl Extractor {
     /// Opens `rel` (a directory below the root), creating missing directories on the way. Refuses to pass
     /// through symlinks or non-directories.
     fn parent_dir(&mut self, rel: &Path, shown: &str) -> Result<OwnedFd, ImageError> {
-        match open_beneath(&self.root, rel, OFlag::O_PATH) {
+        match open_beneath(&self.root, rel, OFlag::O_PATH | OFlag::O_DIRECTORY) {
             Ok(fd) => return Ok(fd),
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(self.parent_error(e, shown)),
@@ -251,7 +263,7 @@ impl Extractor {
         let mut sofar = PathBuf::new();
         for comp in rel.components() {
             sofar.push(comp);
-            match open_beneath(&dir, comp.as_os_str(), OFlag::O_PATH) {
+            match open_beneath(&dir, comp.as_os_str(), OFlag::O_PATH | OFlag::O_DIRECTORY) {
                 Ok(fd) => dir = fd,
                 Err(Errno::ENOENT) => {
                     nix::sys::stat::mkdirat(
@@ -268,7 +280,7 @@ impl Extractor {
                     )
                     .map_err(|e| self.err(shown, e))?;
                     self.seen.entry(sofar.clone()).or_insert(Kind::ImplicitDir);
-                    dir = open_beneath(&dir, comp.as_os_str(), OFlag::O_PATH)
+                    dir = open_beneath(&dir, comp.as_os_str(), OFlag::O_PATH | OFlag::O_DIRECTORY)
                         .map_err(|e| self.parent_error(e, shown))?;
                 }
                 Err(e) => return Err(self.parent_error(e, shown)),
@@ -390,8 +402,20 @@ impl Extractor {
             .map_err(|e| self.err(shown, format!("chmod: {e}")))?;
         }
         for (k, v) in &meta.xattrs {
-            set_xattr_at(parent, Some(name), &k.to_string_lossy(), v)
-                .map_err(|e| self.err(shown, format!("set xattr {}: {e}", k.to_string_lossy())))?;
+            let key = k.to_string_lossy();
+            match set_xattr_at(parent, Some(name), &key, v) {
+                Ok(()) => {}
+                // Linux refuses user.* xattrs on symlinks, so they cannot exist on any layer; Docker
+                // drops them the same way.
+                Err(e)
+                    if !chmod
+                        && key.starts_with("user.")
+                        && e.raw_os_error() == Some(libc::EPERM) =>
+                {
+                    tracing::warn!(layer = %self.layer, entry = shown, xattr = %key, "dropped: symlinks cannot carry user.* xattrs");
+                }
+                Err(e) => return Err(self.err(shown, format!("set xattr {key}: {e}"))),
+            }
         }
         utimensat(
             parent,
@@ -576,7 +600,9 @@ fn open_beneath_raw(dir: Option<&OwnedFd>, rel: &Path, flags: OFlag) -> Result<O
         rel
     };
     let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        // No O_NOFOLLOW: with O_PATH it would open a final symlink itself; RESOLVE_NO_SYMLINKS already
+        // refuses symlinks in every component (ELOOP), the last one included.
+        .flags(flags | OFlag::O_CLOEXEC)
         .resolve(if dir.is_some() {
             ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS
         } else {

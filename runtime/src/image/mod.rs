@@ -1,8 +1,10 @@
 //! Images: a content-addressed layer store, importers for `docker save` and OCI image-layout archives,
 //! safe layer extraction, and deterministic generators for the test images.
 //!
-//! Data flows one way: archive ([`archive`]) → verified layer streams → [`extract`] into a staging dir →
-//! renamed into the [`Store`] → an [`ImageRecord`] that the rootfs backends turn into overlay lower dirs.
+//! Data flows one way: archive ([`archive`]: a `docker save` or OCI-layout tar, gzip'd or not, or an
+//! unpacked layout directory) → verified layer streams (plain or gzip) → [`extract`] into a staging dir →
+//! renamed into the [`Store`] → an [`ImageRecord`] whose [`Store::lower_dirs_top_first`] the rootfs
+//! backends hand to `mount -t overlay -o lowerdir=` or strata-overlayfs.
 
 pub mod archive;
 pub mod digest;

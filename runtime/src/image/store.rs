@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -100,6 +101,16 @@ impl Store {
         for dir in [store.layers_root(), store.images_dir(), store.tmp_dir()] {
             fs::create_dir_all(&dir)
                 .map_err(ImageError::io(format!("create {}", dir.display())))?;
+        }
+        // Layers hold images' setuid binaries and private files with their image owners: host users
+        // must not reach them through the store (containers reach them through their mounts).
+        for dir in [store.root.join("layers"), store.tmp_dir()] {
+            if let Err(e) = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)) {
+                // A store opened read-only by a non-owner still lists and inspects images.
+                if e.kind() != std::io::ErrorKind::PermissionDenied {
+                    return Err(ImageError::io(format!("chmod {}", dir.display()))(e));
+                }
+            }
         }
         Ok(store)
     }
@@ -251,6 +262,12 @@ impl Store {
                 size,
             });
             staged.push((blob.diff_id.clone(), staging));
+        }
+        if !staged.is_empty() {
+            // One flush of the store's filesystem before the renames, so a crash cannot leave a layer
+            // that looks complete with files whose data never reached the disk.
+            let tmp = File::open(self.tmp_dir()).map_err(ImageError::io("open store tmp"))?;
+            nix::unistd::syncfs(&tmp).map_err(|e| ImageError::io("syncfs")(e.into()))?;
         }
         for (diff_id, staging) in staged {
             let dst = self.layer_home(&diff_id);

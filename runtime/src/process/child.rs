@@ -43,12 +43,22 @@ pub fn main(plan: &ChildPlan, chan: &Channel) -> i32 {
 fn run(plan: &ChildPlan, chan: &Channel) -> Result<(), Failure> {
     // Die with strata: a container whose monitor is gone has nobody serving its rootfs or reaping it.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    match chan.recv() {
-        Ok(Some(Msg::Go)) => {}
-        // The parent gave up (or died) before releasing us: leave quietly.
-        _ => crate::sys::exit_now(125),
+    let mut root_tree = None;
+    loop {
+        match chan.recv() {
+            Ok(Some(Msg::Go)) => break,
+            Ok(Some(Msg::RootTree(fd))) => root_tree = Some(fd),
+            // The parent gave up (or died) before releasing us: leave quietly.
+            _ => crate::sys::exit_now(125),
+        }
     }
     setsid().map_err(setup("setsid"))?;
+    if plan.unshare_cgroupns {
+        // On cgroup v1 the parent moved us into the container's cgroup after clone; a cgroup namespace
+        // created now is rooted there (clone3 would have rooted it at strata's own cgroup).
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(setup("creating the cgroup namespace"))?;
+    }
 
     for (kind, fd) in &plan.join_fds {
         setns(fd, kind.flag()).map_err(|e| Failure {
@@ -86,7 +96,7 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<(), Failure> {
         }
     }
     if let Some(rootfs) = &plan.rootfs {
-        rootfs.enter().map_err(|e| Failure {
+        rootfs.enter(root_tree).map_err(|e| Failure {
             code: 125,
             message: e.to_string(),
         })?;
@@ -98,7 +108,7 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<(), Failure> {
         sethostname(h).map_err(setup("setting the hostname"))?;
     }
     if plan.loopback {
-        crate::sys::loopback_up().map_err(setup("bringing up loopback"))?;
+        crate::network::loopback_up().map_err(setup("bringing up loopback"))?;
     }
     enter_workdir(&plan.exec)?;
     plan.security.apply().map_err(|e| Failure {

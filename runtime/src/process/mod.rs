@@ -43,11 +43,13 @@ pub enum ProcessError {
     NoProcess,
     #[error("argument or environment contains a NUL byte")]
     Nul,
+    #[error("user namespace: {0}")]
+    IdMap(String),
     #[error("waiting for the container: {0}")]
     Wait(Errno),
-    #[error("{0}")]
+    #[error(transparent)]
     Rootfs(#[from] rootfs::RootfsError),
-    #[error("{0}")]
+    #[error(transparent)]
     Security(#[from] security::SecurityError),
 }
 
@@ -107,6 +109,8 @@ pub struct ChildPlan {
     pub exec: ExecPlan,
     /// Set loopback up in a new network namespace.
     pub loopback: bool,
+    /// Create the cgroup namespace after being moved into the cgroup (cgroup v1), not in clone3.
+    pub unshare_cgroupns: bool,
     /// Run strata's tiny init as pid 1 with the command as its child.
     pub init: bool,
     /// Mount the FUSE rootfs in the child (after the rootfs plan's private propagation) and hand the fd to
@@ -155,6 +159,23 @@ pub fn spawn(plan: &ChildPlan, cgroup: Option<BorrowedFd<'_>>) -> Result<Spawned
 }
 
 impl Spawned {
+    /// Writes the child's uid and gid maps (it waits in its new user namespace until released).
+    pub fn write_id_maps(&self, uid_map: &str, gid_map: &str) -> Result<(), ProcessError> {
+        let w = |file: &str, map: &str| {
+            std::fs::write(format!("/proc/{}/{file}", self.pid), map)
+                .map_err(|e| ProcessError::IdMap(format!("writing {file} \"{}\": {e}", map.trim())))
+        };
+        w("uid_map", uid_map)?;
+        w("gid_map", gid_map)
+    }
+
+    /// Hands the child a detached mount to use as its rootfs (before [`Spawned::release`]).
+    pub fn give_root_tree(&self, tree: OwnedFd) -> Result<(), ProcessError> {
+        self.chan
+            .send(&sync::Msg::RootTree(tree))
+            .map_err(ProcessError::Sync)
+    }
+
     /// Lets the child run its setup. For a FUSE rootfs `serve` is called with the /dev/fuse fd the child
     /// mounted; it must start serving before returning. Returns once the command is exec'd (the sync socket
     /// reached end-of-file) or with the child's error. Returns when the child reported its rootfs ready
@@ -178,7 +199,9 @@ impl Spawned {
                     }
                     self.chan.send(&sync::Msg::Go).map_err(ProcessError::Sync)?;
                 }
-                Some(sync::Msg::Go) => return Err(ProcessError::Sync(Errno::EBADMSG)),
+                Some(sync::Msg::Go | sync::Msg::RootTree(_)) => {
+                    return Err(ProcessError::Sync(Errno::EBADMSG));
+                }
             }
         }
     }

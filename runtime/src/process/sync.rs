@@ -25,6 +25,8 @@ pub enum Msg {
     RootfsDone(u64),
     /// Child -> parent: the /dev/fuse fd of the rootfs it mounted; the parent serves it and answers Go.
     FuseFd(OwnedFd),
+    /// Parent -> child, before Go: a detached (idmapped) mount to use as the rootfs.
+    RootTree(OwnedFd),
 }
 
 pub fn pair() -> Result<(Channel, Channel), Errno> {
@@ -61,8 +63,12 @@ impl Channel {
                 buf.extend_from_slice(&t.to_le_bytes());
                 &[]
             }
-            Msg::FuseFd(fd) => {
-                buf.push(b'F');
+            Msg::FuseFd(fd) | Msg::RootTree(fd) => {
+                buf.push(if matches!(msg, Msg::FuseFd(_)) {
+                    b'F'
+                } else {
+                    b'T'
+                });
                 fds = [fd.as_raw_fd()];
                 &[ControlMessage::ScmRights(&fds)]
             }
@@ -117,6 +123,7 @@ impl Channel {
                 buf[1..9].try_into().map_err(|_| Errno::EBADMSG)?,
             )),
             b'F' => Msg::FuseFd(fd.ok_or(Errno::EBADMSG)?),
+            b'T' => Msg::RootTree(fd.ok_or(Errno::EBADMSG)?),
             _ => return Err(Errno::EBADMSG),
         }))
     }

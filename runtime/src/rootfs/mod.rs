@@ -96,7 +96,11 @@ impl Plan {
 
     /// Runs in the child, in its new mount namespace: makes propagation private, mounts the rootfs and the
     /// spec's mounts under it, pivots into it and detaches the old root, then masks paths.
-    pub fn enter(&self) -> Result<(), RootfsError> {
+    ///
+    /// `root_tree`, when given, is a detached (idmapped) mount of the rootfs made by the parent; it is
+    /// attached instead of bind-mounting the directory.
+    pub fn enter(&self, root_tree: Option<std::os::fd::OwnedFd>) -> Result<(), RootfsError> {
+        use std::os::fd::AsFd;
         mount(
             None::<&str>,
             "/",
@@ -106,6 +110,16 @@ impl Plan {
         )
         .map_err(sys(|| "making / private".into()))?;
         match &self.source {
+            Source::Bind if root_tree.is_some() => {
+                let tree = root_tree
+                    .as_ref()
+                    .map(|t| t.as_fd())
+                    .ok_or(RootfsError::NoRoot)?;
+                crate::sys::move_mount_to(tree, &self.root).map_err(|e| RootfsError::Sys {
+                    what: format!("attaching the idmapped rootfs on {}", self.root.display()),
+                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                })?
+            }
             Source::Bind => mount(
                 Some(&self.root),
                 &self.root,

@@ -28,7 +28,7 @@ pub fn require_root() {
 const APPLETS: &[&str] = &[
     "sh", "ls", "cat", "echo", "hostname", "id", "ip", "mount", "ps", "sleep", "true", "false",
     "grep", "wc", "touch", "mkdir", "readlink", "stat", "kill", "unshare", "env", "pwd", "head",
-    "test", "wait", "dd",
+    "test", "wait", "dd", "tr", "seq",
 ];
 
 /// A test environment: a busybox rootfs and a state dir in one tempdir.
@@ -36,6 +36,8 @@ pub struct Env {
     pub tmp: tempfile::TempDir,
     pub rootfs: PathBuf,
     pub state: PathBuf,
+    /// This test's own parent cgroup (removed on drop), so tests never touch anyone else's.
+    pub cgroup_parent: String,
 }
 
 impl Env {
@@ -79,7 +81,13 @@ impl Env {
         .unwrap();
         std::fs::write(rootfs.join("etc/not-executable"), "#!/bin/sh\n").unwrap();
         let state = tmp.path().join("state");
-        Env { tmp, rootfs, state }
+        let cgroup_parent = unique("strata-test-runtime");
+        Env {
+            tmp,
+            rootfs,
+            state,
+            cgroup_parent,
+        }
     }
 
     /// `strata --state-dir S ARGS…`, not yet run.
@@ -87,6 +95,7 @@ impl Env {
         let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
         c.arg("--state-dir").arg(&self.state);
         c.env_remove("STRATA_PHASES");
+        c.env("STRATA_CGROUP_PARENT", &self.cgroup_parent);
         c
     }
 
@@ -129,8 +138,39 @@ impl Env {
         }
     }
 
-    /// Asserts no container state, no mount and no process refers to this test's tempdir.
+    /// The directories of this test's parent cgroup, one per hierarchy where it exists.
+    pub fn cgroup_parent_dirs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let root = Path::new("/sys/fs/cgroup");
+        let mut candidates = vec![root.join(&self.cgroup_parent)];
+        if let Ok(rd) = std::fs::read_dir(root) {
+            candidates.extend(rd.flatten().map(|e| e.path().join(&self.cgroup_parent)));
+        }
+        for c in candidates {
+            if c.is_dir() && !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Container cgroups left under this test's parent.
+    pub fn container_cgroups(&self) -> Vec<PathBuf> {
+        self.cgroup_parent_dirs()
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// Asserts no container state, cgroup, or mount of this test is left.
     pub fn assert_nothing_left(&self) {
+        assert!(
+            self.container_cgroups().is_empty(),
+            "cgroups left behind: {:?}",
+            self.container_cgroups()
+        );
         assert!(
             self.state_entries().is_empty(),
             "state left behind: {:?}",
@@ -147,6 +187,13 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        // Remove this test's parent cgroup (after any container cgroup a failed test left).
+        for c in self.container_cgroups() {
+            let _ = std::fs::remove_dir(c);
+        }
+        for d in self.cgroup_parent_dirs() {
+            let _ = std::fs::remove_dir(d);
+        }
         // Lazy-unmount anything a failed test left under the tempdir before it is deleted.
         let tmp = self.tmp.path().to_string_lossy().into_owned();
         if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
@@ -172,10 +219,13 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-pub fn host_mount_count() -> usize {
+/// Host mounts whose line mentions `needle` (a tempdir path or a container name). Counting all host mounts
+/// would race with other tests that mount things in parallel.
+pub fn host_mounts_mentioning(needle: &str) -> usize {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
+        .filter(|l| l.contains(needle))
         .count()
 }
 

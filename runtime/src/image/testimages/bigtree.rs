@@ -89,6 +89,13 @@ fn bigtree_spec() -> Result<ImageSpec, ImageError> {
     for i in 0..120 {
         l1.file(&format!("usr/sbin/daemon-{i:03}"), 0o750, content(&mut rng));
     }
+    for i in 0..50 {
+        // Layer 2 leaves usr/sbin alone, so these links stay links in the merged view.
+        l1.hardlink(
+            &format!("usr/sbin/zlink-{i:02}"),
+            &format!("usr/sbin/daemon-{:03}", i * 2),
+        );
+    }
     for d in 0..40 {
         let dir = format!("usr/lib/x86_64-linux-gnu/lib{d:02}");
         l1.dirs(&dir);

@@ -7,9 +7,11 @@
 
 mod bigtree;
 mod busybox;
+mod fromdir;
 
 pub use bigtree::build_bigtree;
 pub use busybox::{build_busybox, build_busybox_with};
+pub use fromdir::build_bigtree_from_dir;
 
 use super::{Digest, ImageError};
 use flate2::{Compression, GzBuilder};
@@ -255,6 +257,17 @@ impl LayerBuilder {
             0,
             0,
         );
+    }
+
+    /// Overrides owner and mtime of an entry already added (for trees copied from disk).
+    pub(crate) fn set_owner_time(&mut self, path: &str, uid: u64, gid: u64, mtime: u64) {
+        if let Some(item) = self.items.get_mut(path.trim_matches('/')) {
+            (item.uid, item.gid, item.mtime) = (uid, gid, mtime);
+        }
+    }
+
+    pub(crate) fn contains(&self, path: &str) -> bool {
+        self.items.contains_key(path.trim_matches('/'))
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -1,0 +1,541 @@
+//! What is compared: the floor (this crate's minimal clone → pivot_root → /proc → exec), strata
+//! (`--fs bind|kernel|fuse`), crun, runc and Docker — all starting /bin/true from the same busybox rootfs,
+//! with the same namespaces (pid, mnt, uts, ipc, net) and, for the runtimes, the same cgroup limits
+//! (memory 256 MiB, 1 cpu, 512 pids).
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{
+    LinuxCpu, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources, Spec,
+};
+
+use crate::cases::{CaseError, CaseResult, Sample, unique_name};
+use crate::sys::{self, CloneStack, FloorPlan, HolderSetup, NsHolder};
+
+/// The namespaces every subject gets (strata's default set).
+pub fn container_clone_flags() -> CloneFlags {
+    CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWNET
+}
+
+pub const MEMORY_LIMIT: i64 = 256 << 20;
+pub const CPU_QUOTA_US: i64 = 100_000;
+pub const CPU_PERIOD_US: u64 = 100_000;
+pub const PIDS_LIMIT: i64 = 512;
+pub const IMAGE: &str = "strata-busybox:latest";
+/// Docker tag of this crate's own busybox rootfs, imported when the shared test image is not loaded.
+pub const OWN_DOCKER_IMAGE: &str = "strata-bench-busybox:latest";
+
+/// Find a binary: `$env_var`, else next to the current executable (target/<profile>/, also one level
+/// up for test and bench executables in deps/), else PATH.
+pub fn find_binary(name: &str, env_var: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env_var) {
+        return Some(PathBuf::from(p));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn require_binary(name: &str, env_var: &str) -> CaseResult<PathBuf> {
+    find_binary(name, env_var).ok_or_else(|| {
+        CaseError::Skipped(format!(
+            "{name} not found (set {env_var}, build it, or install it on PATH)"
+        ))
+    })
+}
+
+/// Run `cmd` to completion, stdout/stderr captured; a non-zero exit is a failure naming its stderr.
+pub fn run_checked(cmd: &mut Command, what: &str) -> CaseResult<()> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| CaseError::failed(format!("{what}: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        Err(CaseError::failed(format!(
+            "{what} exited with {}: {line}",
+            out.status
+        )))
+    }
+}
+
+/// The busybox rootfs shared by every subject of this process: bin/busybox plus applet links, and empty
+/// mount points. Removed by [`cleanup`].
+pub fn busybox_rootfs() -> CaseResult<&'static Path> {
+    static ROOTFS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    ROOTFS
+        .get_or_init(|| make_busybox_rootfs().map_err(|e| e.to_string()))
+        .as_deref()
+        .map_err(|e| CaseError::failed(format!("busybox rootfs: {e}")))
+}
+
+fn own_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("strata-bench-{}", std::process::id()))
+}
+
+fn make_busybox_rootfs() -> std::io::Result<PathBuf> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.is_file() {
+        return Err(std::io::Error::other(
+            "/bin/busybox missing (install busybox-static)",
+        ));
+    }
+    let root = own_dir().join("rootfs");
+    for d in [
+        "bin",
+        "proc",
+        "dev",
+        "sys",
+        "tmp",
+        "etc",
+        "dev/pts",
+        "dev/shm",
+        "dev/mqueue",
+        "sys/fs/cgroup",
+    ] {
+        std::fs::create_dir_all(root.join(d))?;
+    }
+    std::fs::copy(busybox, root.join("bin/busybox"))?;
+    for applet in ["true", "sh", "ls", "cat", "find", "stat"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
+    }
+    std::fs::write(root.join("etc/hostname"), "strata-bench\n")?;
+    Ok(root)
+}
+
+/// Remove what this process made (rootfs, bundles). Call once at the end of a run.
+pub fn cleanup() {
+    let _ = std::fs::remove_dir_all(own_dir());
+}
+
+/// Everything a start needs besides the subject: a mount namespace to start from, if not the host's.
+#[derive(Clone, Default)]
+pub struct StartEnv {
+    pub mnt_ns: Option<Arc<OwnedFd>>,
+}
+
+/// A way of starting /bin/true in a container. `start` may run concurrently from several threads.
+pub trait Starter: Send + Sync {
+    fn start(&self) -> CaseResult<Sample>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject {
+    Floor,
+    StrataBind,
+    StrataKernel,
+    StrataFuse,
+    Crun,
+    Runc,
+    Docker,
+}
+
+impl Subject {
+    pub const ALL: [Subject; 7] = [
+        Subject::Floor,
+        Subject::StrataBind,
+        Subject::StrataKernel,
+        Subject::StrataFuse,
+        Subject::Crun,
+        Subject::Runc,
+        Subject::Docker,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Subject::Floor => "floor",
+            Subject::StrataBind => "strata-bind",
+            Subject::StrataKernel => "strata-kernel",
+            Subject::StrataFuse => "strata-fuse",
+            Subject::Crun => "crun",
+            Subject::Runc => "runc",
+            Subject::Docker => "docker",
+        }
+    }
+
+    /// Set up the subject (untimed) for starts from `env`; `Skipped` when its tool is missing.
+    pub fn prepare(self, env: &StartEnv) -> CaseResult<Arc<dyn Starter>> {
+        Ok(match self {
+            Subject::Floor => {
+                let rootfs = busybox_rootfs()?;
+                Arc::new(Floor {
+                    plan: FloorPlan::new(rootfs, "/bin/true").map_err(CaseError::failed)?,
+                    env: env.clone(),
+                })
+            }
+            Subject::StrataBind | Subject::StrataKernel | Subject::StrataFuse => {
+                let bin = require_binary("strata", "STRATA_BIN")?;
+                // A strata binary without the run subcommand (e.g. an early skeleton) is not the subject.
+                run_checked(
+                    Command::new(&bin).args(["run", "--help"]),
+                    "strata run --help",
+                )
+                .map_err(|e| {
+                    CaseError::Skipped(format!(
+                        "{} does not implement `strata run` ({e})",
+                        bin.display()
+                    ))
+                })?;
+                let fs = match self {
+                    Subject::StrataBind => "bind",
+                    Subject::StrataKernel => "kernel",
+                    _ => "fuse",
+                };
+                Arc::new(Strata {
+                    bin,
+                    fs,
+                    env: env.clone(),
+                    state: own_dir().join(unique_name("state")),
+                })
+            }
+            Subject::Crun | Subject::Runc => {
+                let name = self.name();
+                let bin = require_binary(
+                    name,
+                    if self == Subject::Crun {
+                        "CRUN_BIN"
+                    } else {
+                        "RUNC_BIN"
+                    },
+                )?;
+                let bundle = own_dir().join(unique_name(&format!("{name}-bundle")));
+                write_bundle(&bundle, busybox_rootfs()?)?;
+                // crun refuses a hybrid cgroup host unless cgroup2 at /sys/fs/cgroup/unified is unmounted in
+                // its mount namespace; it then starts from a private namespace without it.
+                let holder = if self == Subject::Crun && env.mnt_ns.is_none() {
+                    Some(Arc::new(crun_mount_ns(&[])?))
+                } else {
+                    None
+                };
+                let mnt_ns = match (&holder, &env.mnt_ns) {
+                    (Some(h), _) => Some(Arc::new(h.ns_fd("mnt").map_err(CaseError::failed)?)),
+                    (None, ns) => ns.clone(),
+                };
+                Arc::new(Oci {
+                    bin,
+                    bundle,
+                    state: own_dir().join(unique_name(&format!("{name}-state"))),
+                    runc: self == Subject::Runc,
+                    mnt_ns,
+                    _holder: holder,
+                })
+            }
+            Subject::Docker => {
+                if env.mnt_ns.is_some() {
+                    return Err(CaseError::Skipped(
+                        "Docker starts containers from dockerd's mount namespace, not the client's"
+                            .into(),
+                    ));
+                }
+                let bin = require_binary("docker", "DOCKER_BIN")?;
+                run_checked(Command::new(&bin).arg("info"), "docker info")
+                    .map_err(|e| CaseError::Skipped(format!("Docker daemon not usable: {e}")))?;
+                let image = docker_image(&bin)?;
+                Arc::new(Docker { bin, image })
+            }
+        })
+    }
+}
+
+/// A namespace holder for crun (and for the scaling cases' extra mounts): private mount namespace, every
+/// mount a slave of the host's, cgroup2 at /sys/fs/cgroup/unified unmounted on hybrid hosts, and a tmpfs on
+/// each of `extra_mounts`.
+pub fn crun_mount_ns(extra_mounts: &[PathBuf]) -> CaseResult<NsHolder> {
+    let mut setup = HolderSetup {
+        make_rslave: true,
+        ..Default::default()
+    };
+    if crate::meta::cgroup_mode() == "hybrid" {
+        setup.umount.push(c"/sys/fs/cgroup/unified".to_owned());
+    }
+    for m in extra_mounts {
+        setup.tmpfs_at.push(
+            std::ffi::CString::new(m.as_os_str().as_encoded_bytes()).map_err(CaseError::failed)?,
+        );
+    }
+    NsHolder::spawn(CloneFlags::CLONE_NEWNS, &setup).map_err(CaseError::failed)
+}
+
+thread_local! {
+    static STACK: std::cell::RefCell<CloneStack> = std::cell::RefCell::new(CloneStack::default());
+}
+
+struct Floor {
+    plan: Box<FloorPlan>,
+    env: StartEnv,
+}
+
+impl Starter for Floor {
+    fn start(&self) -> CaseResult<Sample> {
+        let t = Instant::now();
+        STACK
+            .with_borrow_mut(|stack| {
+                sys::floor_run(
+                    stack,
+                    &self.plan,
+                    container_clone_flags(),
+                    self.env.mnt_ns.as_ref().map(|f| f.as_fd()),
+                )
+            })
+            .map_err(CaseError::failed)?;
+        Ok(t.elapsed().into())
+    }
+}
+
+struct Strata {
+    bin: PathBuf,
+    fs: &'static str,
+    env: StartEnv,
+    state: PathBuf,
+}
+
+impl Strata {
+    fn command(&self, phases: &Path) -> CaseResult<Command> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--state-dir")
+            .arg(&self.state)
+            .env("STRATA_PHASES", phases)
+            .arg("run");
+        if self.fs == "bind" {
+            cmd.arg("--rootfs").arg(busybox_rootfs()?);
+        } else {
+            cmd.args(["--image", IMAGE]);
+        }
+        cmd.args([
+            "--fs",
+            self.fs,
+            "--rm",
+            "--memory",
+            "256m",
+            "--cpus",
+            "1",
+            "--pids",
+            "512",
+            "--",
+            "/bin/true",
+        ]);
+        if let Some(fd) = &self.env.mnt_ns {
+            sys::setns_before_exec(&mut cmd, fd.as_raw_fd(), CloneFlags::CLONE_NEWNS);
+        }
+        Ok(cmd)
+    }
+}
+
+impl Starter for Strata {
+    fn start(&self) -> CaseResult<Sample> {
+        let phases = own_dir().join(unique_name("phases.json"));
+        let mut cmd = self.command(&phases)?;
+        let t = Instant::now();
+        let r = run_checked(&mut cmd, &format!("strata run --fs {}", self.fs));
+        let value = t.elapsed();
+        r?;
+        let parts = read_phases(&phases);
+        let _ = std::fs::remove_file(&phases);
+        Ok(Sample {
+            value,
+            parts,
+            metrics: Vec::new(),
+        })
+    }
+}
+
+/// strata's STRATA_PHASES file: `{"phases":[{"name":..,"start_ns":..,"end_ns":..}]}`; absent or
+/// unreadable gives no parts (the total still counts).
+pub fn read_phases(path: &Path) -> Vec<(String, Duration)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    let Some(list) = v.get("phases").and_then(|p| p.as_array()) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|p| {
+            let name = p.get("name")?.as_str()?.to_string();
+            let (s, e) = (p.get("start_ns")?.as_u64()?, p.get("end_ns")?.as_u64()?);
+            Some((name, Duration::from_nanos(e.saturating_sub(s))))
+        })
+        .collect()
+}
+
+/// An OCI bundle starting /bin/true with the subjects' namespaces and limits.
+fn write_bundle(bundle: &Path, rootfs: &Path) -> CaseResult<()> {
+    std::fs::create_dir_all(bundle)?;
+    let mut spec = Spec::default();
+    if let Some(p) = spec.process_mut() {
+        p.set_args(Some(vec!["/bin/true".into()]));
+        p.set_terminal(Some(false));
+    }
+    if let Some(r) = spec.root_mut() {
+        r.set_path(rootfs.to_path_buf());
+        r.set_readonly(Some(true));
+    }
+    spec.set_hostname(Some("strata-bench".into()));
+    if let Some(l) = spec.linux_mut() {
+        let ns = [
+            LinuxNamespaceType::Pid,
+            LinuxNamespaceType::Mount,
+            LinuxNamespaceType::Uts,
+            LinuxNamespaceType::Ipc,
+            LinuxNamespaceType::Network,
+        ];
+        l.set_namespaces(Some(
+            ns.iter()
+                .map(|t| {
+                    let mut n = LinuxNamespace::default();
+                    n.set_typ(*t);
+                    n
+                })
+                .collect(),
+        ));
+        let mut mem = LinuxMemory::default();
+        mem.set_limit(Some(MEMORY_LIMIT));
+        let mut cpu = LinuxCpu::default();
+        cpu.set_quota(Some(CPU_QUOTA_US));
+        cpu.set_period(Some(CPU_PERIOD_US));
+        let mut pids = LinuxPids::default();
+        pids.set_limit(PIDS_LIMIT);
+        let mut res = l
+            .resources()
+            .clone()
+            .unwrap_or_else(LinuxResources::default);
+        res.set_memory(Some(mem));
+        res.set_cpu(Some(cpu));
+        res.set_pids(Some(pids));
+        l.set_resources(Some(res));
+    }
+    spec.save(bundle.join("config.json"))
+        .map_err(CaseError::failed)
+}
+
+struct Oci {
+    bin: PathBuf,
+    bundle: PathBuf,
+    state: PathBuf,
+    runc: bool,
+    mnt_ns: Option<Arc<OwnedFd>>,
+    _holder: Option<Arc<NsHolder>>,
+}
+
+impl Starter for Oci {
+    fn start(&self) -> CaseResult<Sample> {
+        let id = unique_name(if self.runc { "runc" } else { "crun" });
+        let prog = if self.runc { "runc" } else { "crun" };
+        let cmd = |args: &[&str]| {
+            let mut c = Command::new(&self.bin);
+            c.arg("--root").arg(&self.state).args(args);
+            if let Some(fd) = &self.mnt_ns {
+                sys::setns_before_exec(&mut c, fd.as_raw_fd(), CloneFlags::CLONE_NEWNS);
+            }
+            c
+        };
+        let bundle = self.bundle.to_string_lossy().into_owned();
+        let t = Instant::now();
+        let run = run_checked(
+            &mut cmd(&["run", "--bundle", &bundle, &id]),
+            &format!("{prog} run"),
+        );
+        let del = run_checked(
+            &mut cmd(&["delete", "--force", &id]),
+            &format!("{prog} delete"),
+        );
+        let value = t.elapsed();
+        run?;
+        del?;
+        Ok(value.into())
+    }
+}
+
+fn docker_image(bin: &Path) -> CaseResult<String> {
+    static IMPORT: Mutex<()> = Mutex::new(());
+    let _guard = IMPORT.lock().unwrap_or_else(|p| p.into_inner());
+    let has = |image: &str| {
+        run_checked(
+            Command::new(bin).args(["image", "inspect", image]),
+            "docker image inspect",
+        )
+        .is_ok()
+    };
+    if has(IMAGE) {
+        return Ok(IMAGE.into());
+    }
+    if !has(OWN_DOCKER_IMAGE) {
+        // The same busybox rootfs the other subjects use, as a one-layer image.
+        let rootfs = busybox_rootfs()?;
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(rootfs)
+            .args(["-c", "."])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| CaseError::failed(format!("tar: {e}")))?;
+        let mut import = Command::new(bin);
+        import
+            .args(["import", "-", OWN_DOCKER_IMAGE])
+            .stdin(tar.stdout.ok_or_else(|| CaseError::failed("tar stdout"))?);
+        let out = import
+            .output()
+            .map_err(|e| CaseError::failed(format!("docker import: {e}")))?;
+        if !out.status.success() {
+            return Err(CaseError::failed(format!(
+                "docker import: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    Ok(OWN_DOCKER_IMAGE.into())
+}
+
+struct Docker {
+    bin: PathBuf,
+    image: String,
+}
+
+impl Starter for Docker {
+    fn start(&self) -> CaseResult<Sample> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--memory",
+            "256m",
+            "--cpus",
+            "1",
+            "--pids-limit",
+            "512",
+        ])
+        .args(["--name", &unique_name("docker"), &self.image, "/bin/true"]);
+        let t = Instant::now();
+        run_checked(&mut cmd, "docker run")?;
+        Ok(t.elapsed().into())
+    }
+}
