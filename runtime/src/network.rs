@@ -14,8 +14,9 @@ use std::time::{Duration, SystemTime};
 use nix::fcntl::OFlag;
 
 /// Where address leases live: one file per /30, created with O_EXCL so concurrent strata
-/// processes never hand out the same subnet.
-pub const LEASE_DIR: &str = "/run/strata/net";
+/// processes never hand out the same subnet. Addresses are machine-wide, so this is one fixed
+/// place, outside the (overridable) state root whose entries are containers.
+pub const LEASE_DIR: &str = "/run/strata-net";
 /// The strata-owned range: 10.213.0.0/16, cut into 16384 /30 subnets.
 pub const SUBNET_BASE: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 0);
 pub const SUBNETS: u32 = 1 << 14;
@@ -44,6 +45,8 @@ pub enum NetworkError {
     BadRate(String),
     #[error("invalid container id {0:?} for networking")]
     BadId(String),
+    #[error("bridge networking needs pid {0} in its own network namespace, but it shares strata's")]
+    SharedNetns(i32),
     #[error("cannot {op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -281,6 +284,20 @@ impl Bridge {
         }
         // Open the namespace first: a dead pid fails before anything is created.
         let netns = open_netns(child_pid)?;
+        // Never configure our own namespace as the container's (that would add a default route
+        // and an eth0 to the host).
+        let ours = std::fs::metadata("/proc/self/ns/net")
+            .map_err(io_err("stat", Path::new("/proc/self/ns/net")))?;
+        let theirs = nix::sys::stat::fstat(&netns).map_err(|e| NetworkError::Netns {
+            pid: child_pid,
+            source: e.into(),
+        })?;
+        {
+            use std::os::unix::fs::MetadataExt;
+            if ours.ino() == theirs.st_ino && ours.dev() == theirs.st_dev {
+                return Err(NetworkError::SharedNetns(child_pid));
+            }
+        }
         let lease = Lease::acquire(lease_dir, id)?;
         let host_if = host_if_name(lease.index, id);
         let (host_ip, container_ip) = subnet_addresses(lease.index);
@@ -302,10 +319,14 @@ impl Bridge {
     }
 
     fn configure(&self, child_pid: i32, netns: OwnedFd) -> Result<()> {
+        use std::os::fd::AsRawFd;
         let h = &self.host_if;
         // The peer is created directly inside the container's namespace, so it can be eth0 there.
+        // The namespace is named by our open fd (ip opens a path containing '/' as is), not by the
+        // pid, which could be recycled by now.
+        let ns_path = format!("/proc/{}/fd/{}", std::process::id(), netns.as_raw_fd());
         let host = format!(
-            "link add {h} type veth peer name {CONTAINER_IF} netns {child_pid}\n\
+            "link add {h} type veth peer name {CONTAINER_IF} netns {ns_path}\n\
              addr add {}/30 dev {h}\n\
              link set {h} up\n",
             self.host_ip

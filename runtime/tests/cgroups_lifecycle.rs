@@ -136,8 +136,7 @@ fn rejected_and_invalid_limits_leave_nothing_behind() {
             ..Default::default()
         },
     )
-    .err()
-    .expect("cpus 0.001 must be refused");
+    .expect_err("cpus 0.001 must be refused");
     assert!(
         matches!(e, CgroupError::InvalidLimit { limit: "cpus", .. }),
         "{e}"
@@ -156,8 +155,7 @@ fn rejected_and_invalid_limits_leave_nothing_behind() {
             ..Default::default()
         },
     )
-    .err()
-    .expect("cpuset 999 must be refused");
+    .expect_err("cpuset 999 must be refused");
     let msg = e.to_string();
     assert!(msg.contains("--cpuset") && !msg.contains('\n'), "{msg}");
     for dir in parent.leftovers() {
@@ -177,15 +175,13 @@ fn rejected_and_invalid_limits_leave_nothing_behind() {
             ..Default::default()
         },
     )
-    .err()
-    .expect("/dev/null must be refused");
+    .expect_err("/dev/null must be refused");
     assert!(e.to_string().contains("/dev/null"), "{e}");
 
     // A name in use.
     let cg = ContainerCgroup::create(&parent.name, "dup", &Resources::default()).unwrap();
-    let e = ContainerCgroup::create(&parent.name, "dup", &Resources::default())
-        .err()
-        .expect("duplicate");
+    let e =
+        ContainerCgroup::create(&parent.name, "dup", &Resources::default()).expect_err("duplicate");
     assert!(matches!(e, CgroupError::AlreadyExists { .. }), "{e}");
     cg.remove().unwrap();
 

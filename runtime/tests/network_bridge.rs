@@ -276,6 +276,20 @@ fn dead_process_fails_cleanly() {
 }
 
 #[test]
+fn a_process_in_the_host_namespace_is_refused() {
+    require();
+    let id = unique_id();
+    let mut c = Command::new(BUSYBOX).args(["sleep", "30"]).spawn().unwrap();
+    let e = Bridge::setup(&id, c.id() as i32, None)
+        .unwrap_err()
+        .to_string();
+    let _ = c.kill();
+    let _ = c.wait();
+    assert!(e.contains("own network namespace"), "{e}");
+    assert_eq!(leases_of(&id), 0);
+}
+
+#[test]
 fn teardown_by_id_removes_a_forgotten_bridge() {
     require();
     let holder = Holder::spawn();

@@ -211,6 +211,15 @@ pub struct ContainerCgroup {
     backend: Backend,
 }
 
+impl std::fmt::Debug for ContainerCgroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerCgroup")
+            .field("path", &self.rel)
+            .field("v2", &self.is_v2())
+            .finish()
+    }
+}
+
 /// Checks a relative cgroup path (parent may be nested: "a/b"; name must be one component).
 fn check_rel(name: &str, allow_nested: bool) -> Result<()> {
     let bad = |reason| {
