@@ -166,6 +166,18 @@ fn user_env_workdir_and_read_only() {
 }
 
 #[test]
+fn cgroup_namespace_is_rooted_at_the_containers_cgroup() {
+    let env = Env::new();
+    let out = env.sh(&[], "cat /proc/self/cgroup");
+    assert!(
+        !out.is_empty() && out.lines().all(|l| l.ends_with(":/")),
+        "{out}"
+    );
+    let host = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    assert!(host.lines().any(|l| !l.ends_with(":/")) || host.lines().count() == 1);
+}
+
+#[test]
 fn shared_and_joined_namespaces() {
     let env = Env::new();
     let host_net = std::fs::read_link("/proc/self/ns/net")
