@@ -9,6 +9,21 @@ use serde::Serialize;
 use super::ContainerError;
 use crate::state::{self, State, StateRoot, Status};
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gc_only_takes_directories_strata_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = tmp.path().join("c");
+        std::fs::create_dir_all(c.join("upper")).unwrap();
+        std::fs::create_dir_all(c.join("lower-0")).unwrap();
+        std::fs::write(c.join("config.json"), "{}").unwrap();
+        assert!(super::looks_like_a_container_dir(&c));
+        std::fs::write(c.join("leases"), "").unwrap();
+        assert!(!super::looks_like_a_container_dir(&c));
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PsEntry {
     pub id: String,
@@ -145,7 +160,7 @@ pub fn gc(root: &StateRoot) -> Result<Vec<String>, ContainerError> {
                     .ok()
                     .and_then(|m| m.elapsed().ok())
                     .unwrap_or_default();
-                if age < Duration::from_secs(30) {
+                if age < Duration::from_secs(30) || !looks_like_a_container_dir(&root.dir(&id)) {
                     continue;
                 }
                 root.remove(&id)?;
@@ -154,6 +169,23 @@ pub fn gc(root: &StateRoot) -> Result<Vec<String>, ContainerError> {
         removed.push(id);
     }
     Ok(removed)
+}
+
+/// True when every entry of `dir` is something strata puts in a container's directory, so gc never
+/// deletes an unrelated directory that happens to live in the state root.
+fn looks_like_a_container_dir(dir: &std::path::Path) -> bool {
+    let known = |n: &str| {
+        matches!(
+            n,
+            "upper" | "work" | "merged" | "log" | "config.json" | "state.json.tmp"
+        ) || n
+            .strip_prefix("lower-")
+            .is_some_and(|i| i.parse::<u32>().is_ok())
+    };
+    std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.flatten()
+            .all(|e| known(&e.file_name().to_string_lossy()))
+    })
 }
 
 /// Waits (bounded) until the container's pid 1 and its monitor are gone, so the monitor's own teardown does
