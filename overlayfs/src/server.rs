@@ -236,6 +236,9 @@ pub fn serve_fd(config: Config, fd: OwnedFd) -> Result<Server, ServeError> {
 /// Refuse a mountpoint that is missing, not a directory, or a dead FUSE mount.
 pub fn check_mountpoint(mountpoint: &Path) -> Result<(), MountError> {
     let bad = |why| MountError::Mountpoint(mountpoint.to_owned(), why);
+    if let Err(Errno::ENOTCONN) = nix::sys::statvfs::statvfs(mountpoint) {
+        return Err(bad("in use by a dead FUSE server (stale mount)"));
+    }
     match std::fs::metadata(mountpoint) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(bad("not a directory")),
@@ -250,8 +253,9 @@ pub fn check_mountpoint(mountpoint: &Path) -> Result<(), MountError> {
 /// Lazily unmount `mountpoint` if it is a FUSE mount whose server died (ENOTCONN). Returns
 /// whether something was cleaned.
 pub fn cleanup_stale(mountpoint: &Path) -> Result<bool, ServeError> {
-    match std::fs::metadata(mountpoint) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+    // statfs always reaches the server (stat may be answered from the attribute cache).
+    match nix::sys::statvfs::statvfs(mountpoint) {
+        Err(Errno::ENOTCONN) => {
             nix::mount::umount2(mountpoint, MntFlags::MNT_DETACH)
                 .map_err(|e| ServeError::Unmount(mountpoint.to_owned(), e))?;
             Ok(true)

@@ -249,13 +249,8 @@ fn run_seed(seed: u64, ops: usize, form: WhiteoutForm) {
 fn seeds() -> Vec<u64> {
     match std::env::var("STRATA_FUZZ_SEED") {
         Ok(s) => vec![s.parse().expect("STRATA_FUZZ_SEED must be a number")],
-        Err(_) => {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs();
-            vec![1, 2, 3, t]
-        }
+        // Fixed seeds keep CI deterministic; explore others with STRATA_FUZZ_SEED.
+        Err(_) => vec![1, 2, 3, 4],
     }
 }
 
