@@ -51,7 +51,8 @@ impl Overlay {
         let loc = self.loc(node)?;
         let upper = self.stack.is_upper(loc.layer);
         let fd = self.open_real(&loc, flags)?;
-        let mut fopen = FopenFlags::empty();
+        // No FLUSH on close: there is nothing to flush (writes reach the real file at once).
+        let mut fopen = FopenFlags::FOPEN_NOFLUSH;
         let mut backing = None;
         if self.passthrough.load(std::sync::atomic::Ordering::Relaxed) {
             let mut map = self.backings.lock();

@@ -419,7 +419,11 @@ impl Filesystem for OverlayFs {
         let Handle::Dir(d) = &*h else {
             return reply.error(Errno::ENOTDIR);
         };
-        for (i, ent) in d.entries.iter().enumerate().skip(offset as usize) {
+        let entries = match d.entries(&self.ovl) {
+            Ok(e) => e,
+            Err(err) => return reply.error(e(err)),
+        };
+        for (i, ent) in entries.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(ent.ino), (i + 1) as u64, ent.kind, &ent.name) {
                 break;
             }
@@ -443,7 +447,11 @@ impl Filesystem for OverlayFs {
         let Handle::Dir(d) = &*h else {
             return reply.error(Errno::ENOTDIR);
         };
-        for (i, ent) in d.entries.iter().enumerate().skip(offset as usize) {
+        let entries = match d.entries(&self.ovl) {
+            Ok(e) => e,
+            Err(err) => return reply.error(e(err)),
+        };
+        for (i, ent) in entries.iter().enumerate().skip(offset as usize) {
             let off = (i + 1) as u64;
             if i < 2 {
                 // "." and "..": the kernel takes no lookup for them.

@@ -47,7 +47,20 @@ pub struct DirHandle {
     /// The node.
     pub node: Arc<Node>,
     /// ".", ".." and the merged names.
-    pub entries: Vec<DirEntryRec>,
+    /// Built at the first readdir (a cached listing needs no rebuild on every opendir) and
+    /// kept for the life of the handle, so offsets stay stable.
+    pub entries: std::sync::OnceLock<Vec<DirEntryRec>>,
+}
+
+impl DirHandle {
+    /// The snapshot, building it on first use.
+    pub fn entries(&self, ovl: &Overlay) -> OpResult<&[DirEntryRec]> {
+        if let Some(e) = self.entries.get() {
+            return Ok(e);
+        }
+        let built = ovl.list_dir(&self.node)?;
+        Ok(self.entries.get_or_init(|| built))
+    }
 }
 
 /// Something an fh refers to.
@@ -80,6 +93,22 @@ pub struct Overlay {
     pub stage_counter: AtomicU64,
     /// Our staging directory inside workdir.
     pub stage_dir: Option<OwnedFd>,
+    /// Our euid and egid (owners of what we create).
+    pub ids: (u32, u32),
+    /// This process's umask (applied by the kernel to what we create).
+    pub proc_umask: u32,
+}
+
+/// The process umask, read without changing it.
+fn process_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:").map(|v| v.trim().to_string()))
+        })
+        .and_then(|v| u32::from_str_radix(&v, 8).ok())
+        .unwrap_or(0o777)
 }
 
 impl Overlay {
@@ -122,6 +151,11 @@ impl Overlay {
             backings: Mutex::new(HashMap::new()),
             stage_counter: AtomicU64::new(0),
             stage_dir,
+            ids: (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            ),
+            proc_umask: process_umask(),
         })
     }
 
@@ -507,9 +541,8 @@ impl Overlay {
         Ok(fd)
     }
 
-    /// Build the merged listing of `node` for an opendir.
-    pub fn open_dir(&self, node: &Arc<Node>) -> OpResult<u64> {
-        let mut entries = Vec::new();
+    /// ".", ".." and the merged names of directory `node`.
+    pub fn list_dir(&self, node: &Arc<Node>) -> OpResult<Vec<DirEntryRec>> {
         let parent_ino = node
             .state
             .read()
@@ -517,20 +550,27 @@ impl Overlay {
             .as_ref()
             .map(|p| p.ino)
             .unwrap_or(ROOT_INO);
-        entries.push(DirEntryRec {
-            name: ".".into(),
-            kind: FileType::Directory,
-            ino: node.ino,
-        });
-        entries.push(DirEntryRec {
-            name: "..".into(),
-            kind: FileType::Directory,
-            ino: parent_ino,
-        });
+        let mut entries = vec![
+            DirEntryRec {
+                name: ".".into(),
+                kind: FileType::Directory,
+                ino: node.ino,
+            },
+            DirEntryRec {
+                name: "..".into(),
+                kind: FileType::Directory,
+                ino: parent_ino,
+            },
+        ];
         entries.extend(dirs::merged_names(self, node)?);
+        Ok(entries)
+    }
+
+    /// Open directory `node` (its listing is taken at the first readdir).
+    pub fn open_dir(&self, node: &Arc<Node>) -> OpResult<u64> {
         Ok(self.add_handle(Handle::Dir(DirHandle {
             node: node.clone(),
-            entries,
+            entries: std::sync::OnceLock::new(),
         })))
     }
 

@@ -137,6 +137,7 @@ pub fn open_and_mount_fuse(
 pub struct Server {
     session: Option<BackgroundSession>,
     mountpoint: Option<PathBuf>,
+    attached: Option<PathBuf>,
     conn: Option<u64>,
     counters: Arc<Counters>,
     ovl: Arc<Overlay>,
@@ -201,6 +202,7 @@ fn serve(ovl: Overlay, fd: OwnedFd, mountpoint: Option<PathBuf>) -> Result<Serve
     let mut server = Server {
         session: Some(bg),
         mountpoint: None,
+        attached: None,
         conn: None,
         counters,
         ovl,
@@ -265,8 +267,8 @@ pub fn cleanup_stale(mountpoint: &Path) -> Result<bool, ServeError> {
 }
 
 impl Server {
-    /// Remember which FUSE connection serves `path` (a path where the mount is visible, e.g.
-    /// `/proc/<pid>/root/<mnt>` for a mount in another namespace) so `stop` can abort it.
+    /// Remember where the mount is visible (for a mount in another namespace e.g.
+    /// `/proc/<pid>/root/<mnt>`) so `stop` can unmount it or abort its FUSE connection.
     pub fn attach_mountpoint(&mut self, path: &Path) {
         if let Ok(m) = std::fs::metadata(path) {
             let dev = m.dev();
@@ -274,6 +276,25 @@ impl Server {
                 nix::sys::stat::minor(dev) as u64 | ((nix::sys::stat::major(dev) as u64) << 20),
             );
         }
+        if self.mountpoint.is_none() {
+            self.attached = Some(path.to_owned());
+        }
+    }
+
+    /// End the FUSE connection through fusectl (mounting fusectl when the host has not).
+    fn abort_connection(&self) {
+        let Some(c) = self.conn else { return };
+        let dir = Path::new("/sys/fs/fuse/connections");
+        if !dir.join(c.to_string()).exists() {
+            let _ = nix::mount::mount(
+                Some("fusectl"),
+                dir,
+                Some("fusectl"),
+                MsFlags::empty(),
+                None::<&str>,
+            );
+        }
+        let _ = std::fs::write(dir.join(c.to_string()).join("abort"), "1");
     }
 
     /// Request counts so far.
@@ -286,18 +307,20 @@ impl Server {
         self.ovl.table.len()
     }
 
-    /// Unmount (when we mounted it), end the FUSE connection and wait for the threads.
+    /// Unmount (when we mounted it or know where it is), end the FUSE connection and wait for the
+    /// threads.
     pub fn stop(mut self) -> Result<(), ServeError> {
         if let Some(m) = self.mountpoint.take() {
             match nix::mount::umount2(&m, MntFlags::MNT_DETACH) {
                 Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
                 Err(e) => return Err(ServeError::Unmount(m, e)),
             }
+        } else if let Some(a) = self.attached.take() {
+            // May be in another mount namespace (EINVAL): the abort below covers that.
+            let _ = nix::mount::umount2(&a, MntFlags::MNT_DETACH);
         }
-        if let Some(c) = self.conn {
-            // Ends the connection even while files are still open on a lazily unmounted mount.
-            let _ = std::fs::write(format!("/sys/fs/fuse/connections/{c}/abort"), "1");
-        }
+        // Ends the connection even while files are still open on a lazily unmounted mount.
+        self.abort_connection();
         self.join()
     }
 

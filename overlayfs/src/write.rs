@@ -97,25 +97,31 @@ impl Overlay {
                 return Ok(());
             }
         }
-        let gid = pgid_setgid.unwrap_or(c.gid);
-        nix::unistd::fchownat(
-            dir,
-            name,
-            Some(Uid::from_raw(c.uid)),
-            Some(Gid::from_raw(gid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )?;
+        // New objects belong to the caller. We run as root, so chown only when the caller is
+        // someone else (in a setgid directory the kernel already gave the directory's group).
+        let need_chown = c.uid != self.ids.0 || (pgid_setgid.is_none() && c.gid != self.ids.1);
+        if need_chown {
+            let gid = pgid_setgid.unwrap_or(c.gid);
+            nix::unistd::fchownat(
+                dir,
+                name,
+                Some(Uid::from_raw(c.uid)),
+                Some(Gid::from_raw(gid)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
+        }
         let mode = match what {
             Make::File(m) | Make::Dir(m) | Make::Node(m, _) => Some(*m & mask),
             _ => None,
         };
         if let Some(mut m) = mode {
-            // chown dropped setuid/setgid; put the requested bits back. New directories in a
-            // setgid directory inherit setgid.
             if matches!(what, Make::Dir(_)) && pgid_setgid.is_some() {
                 m |= libc::S_ISGID;
             }
-            if m & (libc::S_ISUID | libc::S_ISGID | libc::S_ISVTX) != 0 {
+            // chown dropped setuid/setgid, and our own process umask may have cut bits the
+            // caller asked for: set the exact mode then.
+            let special = m & (libc::S_ISUID | libc::S_ISGID | libc::S_ISVTX) != 0;
+            if (need_chown && special) || m & self.proc_umask != 0 {
                 nix::sys::stat::fchmodat(
                     dir,
                     name,
@@ -246,7 +252,52 @@ impl Overlay {
                 self.set_opaque(udir.as_fd(), name)?;
             }
         }
-        self.lookup(parent, name, true)
+        if matches!(what, Make::Link(..)) {
+            return self.lookup(parent, name, true);
+        }
+        self.adopt_new(parent, &udir, name)
+    }
+
+    /// The node for an object we just made in the upper layer (nothing below can show through
+    /// it: a new directory in a merged parent or over a whiteout is opaque).
+    fn adopt_new(
+        &self,
+        parent: &Arc<Node>,
+        udir: &Arc<OwnedFd>,
+        name: &OsStr,
+    ) -> OpResult<(Arc<Node>, FileAttr)> {
+        let st = layers::lstat_at(udir.as_fd(), name)?;
+        let kind = crate::dirs::kind_of_mode(st.st_mode);
+        let ino = self.table.origin(self.stack.encode_ino(0, st.st_ino));
+        let dirs = if kind == FileType::Directory {
+            vec![(0, Arc::new(layers::open_subdir(udir.as_fd(), name)?))]
+        } else {
+            Vec::new()
+        };
+        let pclone = parent.clone();
+        let node = self.table.lookup_or_insert(
+            ino,
+            |n| n.kind == kind && !n.state.read().unlinked,
+            move |ino| {
+                Node::new(
+                    ino,
+                    kind,
+                    crate::inodes::NodeState {
+                        parent: Some(pclone),
+                        name: name.to_owned(),
+                        upper: true,
+                        lower: None,
+                        dirs,
+                        unlinked: false,
+                        lower_nlink: 1,
+                        aliases: Vec::new(),
+                    },
+                )
+            },
+            true,
+        );
+        let attr = self.attr_from(&node, &st);
+        Ok((node, attr))
     }
 
     /// Remove `name` from `parent` (unlink or rmdir), writing a whiteout when a lower layer has it.
