@@ -102,6 +102,15 @@ impl Filesystem for OverlayFs {
             .ovl
             .node(parent)
             .and_then(|p| self.ovl.lookup(&p, name, true));
+        if let Err(nix::errno::Errno::ENOENT) = r {
+            // A negative entry (nodeid 0) the kernel may cache: names only appear through us,
+            // and the kernel updates its cache on our own creates.
+            let neg = fuser::FileAttr {
+                ino: INodeNo(0),
+                ..self.ovl.blank_attr()
+            };
+            return reply.entry(&self.ovl.cfg.upper_ttl, &neg, GEN);
+        }
         self.reply_entry(reply, r);
     }
 
@@ -611,15 +620,16 @@ impl Filesystem for OverlayFs {
     ) {
         self.stats.count(Op::Create);
         let r = self.ovl.node(parent).and_then(|p| {
-            let (node, _) = match self.ovl.create_entry(
+            let (node, attr, fresh) = match self.ovl.create_entry(
                 &p,
                 name,
                 Make::File(mode & 0o7777),
                 Self::caller(req, umask),
             ) {
-                Ok(x) => x,
+                Ok((n, a)) => (n, a, true),
                 Err(nix::errno::Errno::EEXIST) if flags & libc::O_EXCL == 0 => {
-                    self.ovl.lookup(&p, name, true)?
+                    let (n, a) = self.ovl.lookup(&p, name, true)?;
+                    (n, a, false)
                 }
                 Err(err) => return Err(err),
             };
@@ -635,7 +645,9 @@ impl Filesystem for OverlayFs {
                         return Err(err);
                     }
                 };
-            let attr = self.ovl.attr(&node)?;
+            // A file we just made is empty: its attributes are known. An existing one may have
+            // been truncated by the open.
+            let attr = if fresh { attr } else { self.ovl.attr(&node)? };
             Ok((node, attr, opened))
         });
         match r {

@@ -315,6 +315,27 @@ impl Overlay {
         }
     }
 
+    /// An all-zero attribute record (for negative entries).
+    pub fn blank_attr(&self) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(0),
+            size: 0,
+            blocks: 0,
+            atime: UNIX_EPOCH,
+            mtime: UNIX_EPOCH,
+            ctime: UNIX_EPOCH,
+            crtime: UNIX_EPOCH,
+            kind: FileType::RegularFile,
+            perm: 0,
+            nlink: 0,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
     /// Attributes of `node` now.
     pub fn attr(&self, node: &Node) -> OpResult<FileAttr> {
         let st = self.stat(node)?;
@@ -354,7 +375,7 @@ impl Overlay {
         let mut subdirs: Vec<(usize, Arc<OwnedFd>)> = Vec::new();
         let mut lower: Option<(usize, u64)> = None;
         for (layer, fd) in pdirs.iter() {
-            match layers::probe(fd.as_fd(), name)? {
+            match self.probe_in(parent, *layer, fd, name)? {
                 Probe::Missing => continue,
                 Probe::Whiteout => break,
                 Probe::Found(st) => {
@@ -489,7 +510,7 @@ impl Overlay {
             if self.stack.is_upper(*layer) {
                 continue;
             }
-            match layers::probe(fd.as_fd(), name)? {
+            match self.probe_in(parent, *layer, fd, name)? {
                 Probe::Missing => continue,
                 Probe::Whiteout => return Ok(false),
                 Probe::Found(_) => return Ok(true),
@@ -498,12 +519,41 @@ impl Overlay {
         Ok(false)
     }
 
+    /// probe() of `name` in `dir`'s copy in `layer`, skipping the `.wh.NAME` check where the
+    /// layer's copy is known to hold no OCI markers. Lower copies never change; the upper copy
+    /// is only trusted when we write kernel-form whiteouts ourselves.
+    pub fn probe_in(
+        &self,
+        dir: &Node,
+        layer: usize,
+        fd: &OwnedFd,
+        name: &OsStr,
+    ) -> nix::Result<Probe> {
+        let cacheable = layer < 64
+            && (!self.stack.is_upper(layer)
+                || self.stack.whiteout == crate::options::WhiteoutForm::Kernel);
+        let mut check = true;
+        if cacheable {
+            let bit = 1u64 << layer;
+            if dir.oci_checked.load(Ordering::Relaxed) & bit == 0 {
+                if let Ok(has) = layers::has_oci_markers(fd) {
+                    if !has {
+                        dir.oci_free.fetch_or(bit, Ordering::Relaxed);
+                    }
+                    dir.oci_checked.fetch_or(bit, Ordering::Relaxed);
+                }
+            }
+            check = dir.oci_free.load(Ordering::Relaxed) & bit == 0;
+        }
+        layers::probe_with(fd.as_fd(), name, check)
+    }
+
     /// Whether the lookup of `name` in `parent` stops at a whiteout in some layer (a directory
     /// made there must be opaque, as the kernel does).
     pub fn whited_out(&self, parent: &Node, name: &OsStr) -> OpResult<bool> {
         let dirs = parent.state.read().dirs.clone();
-        for (_, fd) in dirs.iter() {
-            match layers::probe(fd.as_fd(), name)? {
+        for (layer, fd) in dirs.iter() {
+            match self.probe_in(parent, *layer, fd, name)? {
                 Probe::Missing => continue,
                 Probe::Whiteout => return Ok(true),
                 Probe::Found(_) => return Ok(false),
