@@ -82,7 +82,6 @@ impl Filesystem for OverlayFs {
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_ATOMIC_O_TRUNC,
             InitFlags::FUSE_CACHE_SYMLINKS,
-            InitFlags::FUSE_EXPORT_SUPPORT,
         ] {
             let _ = config.add_capabilities(cap);
         }
@@ -600,10 +599,41 @@ impl Filesystem for OverlayFs {
         }
     }
 
-    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        // Only called without default_permissions: check the mode bits against the caller
+        // (supplementary groups are not known here).
         self.stats.count(Op::Access);
-        match self.ovl.node(ino) {
-            Ok(_) => reply.ok(),
+        let r = self.ovl.node(ino).and_then(|n| {
+            let a = self.ovl.attr(&n)?;
+            let want = mask.bits() & 7;
+            if want & libc::W_OK != 0 && !self.ovl.writable() {
+                return Err(nix::errno::Errno::EROFS);
+            }
+            let perm = a.perm as i32;
+            let bits = if req.uid() == 0 {
+                // root: everything, except execute needs some x bit on non-directories.
+                if want & libc::X_OK != 0
+                    && a.kind != fuser::FileType::Directory
+                    && perm & 0o111 == 0
+                {
+                    return Err(nix::errno::Errno::EACCES);
+                }
+                7
+            } else if req.uid() == a.uid {
+                (perm >> 6) & 7
+            } else if req.gid() == a.gid {
+                (perm >> 3) & 7
+            } else {
+                perm & 7
+            };
+            if want & !bits != 0 {
+                Err(nix::errno::Errno::EACCES)
+            } else {
+                Ok(())
+            }
+        });
+        match r {
+            Ok(()) => reply.ok(),
             Err(err) => reply.error(e(err)),
         }
     }
