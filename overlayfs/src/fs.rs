@@ -399,9 +399,11 @@ impl Filesystem for OverlayFs {
             Ok((fh, n.state.read().upper))
         }) {
             Ok((fh, upper)) => {
-                // Lower-only directories never change: let the kernel cache their listing.
+                // Let the kernel cache listings. Lower-only directories never change; for the
+                // others the kernel revalidates its cache against the directory's mtime and its
+                // own change counter, and every change reaches the upper copy's mtime.
                 let flags = if upper {
-                    FopenFlags::empty()
+                    FopenFlags::FOPEN_CACHE_DIR
                 } else {
                     FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
                 };
