@@ -488,7 +488,10 @@ impl Filesystem for OverlayFs {
                 }
                 continue;
             }
-            let Ok((node, attr)) = self.ovl.lookup(&d.node, &ent.name, true) else {
+            let Ok((node, attr)) = self
+                .ovl
+                .lookup_from(&d.node, &ent.name, true, Some(ent.layer))
+            else {
                 continue;
             };
             let ttl = self.ovl.ttl(&node);

@@ -361,6 +361,18 @@ impl Overlay {
         name: &OsStr,
         count: bool,
     ) -> OpResult<(Arc<Node>, FileAttr)> {
+        self.lookup_from(parent, name, count, None)
+    }
+
+    /// lookup, starting at layer `start` when a listing of a lower-only (so immutable) parent
+    /// showed that no layer above has the name: saves the probes of those layers.
+    pub fn lookup_from(
+        &self,
+        parent: &Arc<Node>,
+        name: &OsStr,
+        count: bool,
+        start: Option<usize>,
+    ) -> OpResult<(Arc<Node>, FileAttr)> {
         if !parent.is_dir() {
             return Err(Errno::ENOTDIR);
         }
@@ -370,11 +382,18 @@ impl Overlay {
         if layers::is_hidden_name(name) || name == "." || name == ".." || name.is_empty() {
             return Err(Errno::ENOENT);
         }
-        let pdirs = parent.state.read().dirs.clone();
+        let (pdirs, parent_upper) = {
+            let p = parent.state.read();
+            (p.dirs.clone(), p.upper)
+        };
+        let skip = match start {
+            Some(l) if !parent_upper => pdirs.iter().position(|(pl, _)| *pl == l).unwrap_or(0),
+            _ => 0,
+        };
         let mut found: Option<(usize, FileStat)> = None;
         let mut subdirs: Vec<(usize, Arc<OwnedFd>)> = Vec::new();
         let mut lower: Option<(usize, u64)> = None;
-        for (layer, fd) in pdirs.iter() {
+        for (layer, fd) in pdirs.iter().skip(skip) {
             match self.probe_in(parent, *layer, fd, name)? {
                 Probe::Missing => continue,
                 Probe::Whiteout => break,
@@ -605,11 +624,13 @@ impl Overlay {
                 name: ".".into(),
                 kind: FileType::Directory,
                 ino: node.ino,
+                layer: 0,
             },
             DirEntryRec {
                 name: "..".into(),
                 kind: FileType::Directory,
                 ino: parent_ino,
+                layer: 0,
             },
         ];
         entries.extend(dirs::merged_names(self, node)?);
