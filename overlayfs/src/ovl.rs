@@ -437,7 +437,21 @@ impl Overlay {
         let name_owned = name.to_owned();
         let node = self.table.lookup_or_insert(
             ino,
-            |n| n.kind == kind && !n.state.read().unlinked,
+            |n| {
+                if n.kind != kind {
+                    return false;
+                }
+                let s = n.state.read();
+                if s.unlinked {
+                    return false;
+                }
+                // An object with a single name must be known under this very name (renames
+                // update it); otherwise the node is stale and its number was reused.
+                kind == FileType::Directory
+                    || st.st_nlink > 1
+                    || s.lower.is_some()
+                    || (s.parent.as_ref().is_some_and(|p| Arc::ptr_eq(p, parent)) && s.name == name)
+            },
             move |ino| {
                 Node::new(
                     ino,
