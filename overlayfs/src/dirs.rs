@@ -23,6 +23,8 @@ pub struct DirEntryRec {
     pub kind: FileType,
     /// d_ino, equal to the st_ino a lookup reports.
     pub ino: u64,
+    /// The topmost layer holding the name (no layer above has it, nor a whiteout for it).
+    pub layer: usize,
 }
 
 fn kind_of(t: Option<Type>) -> Option<FileType> {
@@ -57,6 +59,7 @@ pub fn merged_names(ovl: &Overlay, node: &Node) -> Result<Vec<DirEntryRec>, Errn
     let mut out = Vec::new();
     for (layer, fd) in dirs.iter() {
         let mut hidden_below: Vec<OsString> = Vec::new();
+        let mut oci_markers = false;
         let lfd = layers::open_for_listing(fd.as_ref())?;
         let mut dir = Dir::from_fd(lfd)?;
         for ent in dir.iter() {
@@ -67,6 +70,7 @@ pub fn merged_names(ovl: &Overlay, node: &Node) -> Result<Vec<DirEntryRec>, Errn
                 continue;
             }
             if let Some(rest) = bytes.strip_prefix(WH_PREFIX) {
+                oci_markers = true;
                 if name != OsStr::new(WH_OPAQUE) {
                     hidden_below.push(OsStr::from_bytes(rest).to_owned());
                 }
@@ -95,9 +99,20 @@ pub fn merged_names(ovl: &Overlay, node: &Node) -> Result<Vec<DirEntryRec>, Errn
                 name: name.to_owned(),
                 kind: kind.unwrap_or(FileType::RegularFile),
                 ino: st_ino,
+                layer: *layer,
             });
         }
         seen.extend(hidden_below);
+        // The listing tells, for free, whether lookups here must probe `.wh.NAME`.
+        if *layer < 64 && !ovl.stack.is_upper(*layer) {
+            let bit = 1u64 << *layer;
+            if !oci_markers {
+                node.oci_free
+                    .fetch_or(bit, std::sync::atomic::Ordering::Relaxed);
+            }
+            node.oci_checked
+                .fetch_or(bit, std::sync::atomic::Ordering::Relaxed);
+        }
     }
     Ok(out)
 }

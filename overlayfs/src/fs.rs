@@ -82,7 +82,6 @@ impl Filesystem for OverlayFs {
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_ATOMIC_O_TRUNC,
             InitFlags::FUSE_CACHE_SYMLINKS,
-            InitFlags::FUSE_EXPORT_SUPPORT,
         ] {
             let _ = config.add_capabilities(cap);
         }
@@ -102,6 +101,15 @@ impl Filesystem for OverlayFs {
             .ovl
             .node(parent)
             .and_then(|p| self.ovl.lookup(&p, name, true));
+        if let Err(nix::errno::Errno::ENOENT) = r {
+            // A negative entry (nodeid 0) the kernel may cache: names only appear through us,
+            // and the kernel updates its cache on our own creates.
+            let neg = fuser::FileAttr {
+                ino: INodeNo(0),
+                ..self.ovl.blank_attr()
+            };
+            return reply.entry(&self.ovl.cfg.upper_ttl, &neg, GEN);
+        }
         self.reply_entry(reply, r);
     }
 
@@ -391,9 +399,11 @@ impl Filesystem for OverlayFs {
             Ok((fh, n.state.read().upper))
         }) {
             Ok((fh, upper)) => {
-                // Lower-only directories never change: let the kernel cache their listing.
+                // Let the kernel cache listings. Lower-only directories never change; for the
+                // others the kernel revalidates its cache against the directory's mtime and its
+                // own change counter, and every change reaches the upper copy's mtime.
                 let flags = if upper {
-                    FopenFlags::empty()
+                    FopenFlags::FOPEN_CACHE_DIR
                 } else {
                     FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
                 };
@@ -478,7 +488,10 @@ impl Filesystem for OverlayFs {
                 }
                 continue;
             }
-            let Ok((node, attr)) = self.ovl.lookup(&d.node, &ent.name, true) else {
+            let Ok((node, attr)) = self
+                .ovl
+                .lookup_from(&d.node, &ent.name, true, Some(ent.layer))
+            else {
                 continue;
             };
             let ttl = self.ovl.ttl(&node);
@@ -591,10 +604,41 @@ impl Filesystem for OverlayFs {
         }
     }
 
-    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        // Only called without default_permissions: check the mode bits against the caller
+        // (supplementary groups are not known here).
         self.stats.count(Op::Access);
-        match self.ovl.node(ino) {
-            Ok(_) => reply.ok(),
+        let r = self.ovl.node(ino).and_then(|n| {
+            let a = self.ovl.attr(&n)?;
+            let want = mask.bits() & 7;
+            if want & libc::W_OK != 0 && !self.ovl.writable() {
+                return Err(nix::errno::Errno::EROFS);
+            }
+            let perm = a.perm as i32;
+            let bits = if req.uid() == 0 {
+                // root: everything, except execute needs some x bit on non-directories.
+                if want & libc::X_OK != 0
+                    && a.kind != fuser::FileType::Directory
+                    && perm & 0o111 == 0
+                {
+                    return Err(nix::errno::Errno::EACCES);
+                }
+                7
+            } else if req.uid() == a.uid {
+                (perm >> 6) & 7
+            } else if req.gid() == a.gid {
+                (perm >> 3) & 7
+            } else {
+                perm & 7
+            };
+            if want & !bits != 0 {
+                Err(nix::errno::Errno::EACCES)
+            } else {
+                Ok(())
+            }
+        });
+        match r {
+            Ok(()) => reply.ok(),
             Err(err) => reply.error(e(err)),
         }
     }
@@ -611,15 +655,16 @@ impl Filesystem for OverlayFs {
     ) {
         self.stats.count(Op::Create);
         let r = self.ovl.node(parent).and_then(|p| {
-            let (node, _) = match self.ovl.create_entry(
+            let (node, attr, fresh) = match self.ovl.create_entry(
                 &p,
                 name,
                 Make::File(mode & 0o7777),
                 Self::caller(req, umask),
             ) {
-                Ok(x) => x,
+                Ok((n, a)) => (n, a, true),
                 Err(nix::errno::Errno::EEXIST) if flags & libc::O_EXCL == 0 => {
-                    self.ovl.lookup(&p, name, true)?
+                    let (n, a) = self.ovl.lookup(&p, name, true)?;
+                    (n, a, false)
                 }
                 Err(err) => return Err(err),
             };
@@ -635,7 +680,9 @@ impl Filesystem for OverlayFs {
                         return Err(err);
                     }
                 };
-            let attr = self.ovl.attr(&node)?;
+            // A file we just made is empty: its attributes are known. An existing one may have
+            // been truncated by the open.
+            let attr = if fresh { attr } else { self.ovl.attr(&node)? };
             Ok((node, attr, opened))
         });
         match r {

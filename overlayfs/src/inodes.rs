@@ -69,6 +69,10 @@ pub struct Node {
     pub state: RwLock<NodeState>,
     /// Serialises copy-up of this node.
     pub copyup_lock: Mutex<()>,
+    /// Directories: bit L set = this directory's copy in layer L was scanned...
+    pub oci_checked: AtomicU64,
+    /// ...and holds no `.wh.*` name, so lookups skip the OCI whiteout probe there.
+    pub oci_free: AtomicU64,
 }
 
 impl Node {
@@ -80,6 +84,8 @@ impl Node {
             lookups: AtomicU64::new(0),
             state: RwLock::new(state),
             copyup_lock: Mutex::new(()),
+            oci_checked: AtomicU64::new(0),
+            oci_free: AtomicU64::new(0),
         }
     }
 

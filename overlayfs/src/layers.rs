@@ -215,9 +215,27 @@ pub fn lstat_at(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<FileStat> {
 
 /// What `dir` (one layer's copy of a directory) holds under `name`.
 pub fn probe(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<Probe> {
+    probe_with(dir, name, true)
+}
+
+/// Whether directory `dir` holds any `.wh.*` name (OCI whiteouts or opaque marker).
+pub fn has_oci_markers(dir: &impl AsFd) -> nix::Result<bool> {
+    let fd = open_for_listing(dir)?;
+    let mut d = nix::dir::Dir::from_fd(fd)?;
+    for e in d.iter() {
+        if e?.file_name().to_bytes().starts_with(WH_PREFIX) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Like [`probe`]; `check_oci` = false skips looking for `.wh.NAME` (known absent).
+pub fn probe_with(dir: BorrowedFd<'_>, name: &OsStr, check_oci: bool) -> nix::Result<Probe> {
     match lstat_at(dir, name) {
         Ok(st) if is_chardev_whiteout(&st) => Ok(Probe::Whiteout),
         Ok(st) => Ok(Probe::Found(st)),
+        Err(Errno::ENOENT) if !check_oci => Ok(Probe::Missing),
         // A 252+ byte name cannot have an OCI whiteout (it would exceed NAME_MAX).
         Err(Errno::ENOENT) if name.len() + WH_PREFIX.len() > 255 => Ok(Probe::Missing),
         Err(Errno::ENOENT) => match lstat_at(dir, &wh_name(name)) {

@@ -315,6 +315,27 @@ impl Overlay {
         }
     }
 
+    /// An all-zero attribute record (for negative entries).
+    pub fn blank_attr(&self) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(0),
+            size: 0,
+            blocks: 0,
+            atime: UNIX_EPOCH,
+            mtime: UNIX_EPOCH,
+            ctime: UNIX_EPOCH,
+            crtime: UNIX_EPOCH,
+            kind: FileType::RegularFile,
+            perm: 0,
+            nlink: 0,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
     /// Attributes of `node` now.
     pub fn attr(&self, node: &Node) -> OpResult<FileAttr> {
         let st = self.stat(node)?;
@@ -340,6 +361,18 @@ impl Overlay {
         name: &OsStr,
         count: bool,
     ) -> OpResult<(Arc<Node>, FileAttr)> {
+        self.lookup_from(parent, name, count, None)
+    }
+
+    /// lookup, starting at layer `start` when a listing of a lower-only (so immutable) parent
+    /// showed that no layer above has the name: saves the probes of those layers.
+    pub fn lookup_from(
+        &self,
+        parent: &Arc<Node>,
+        name: &OsStr,
+        count: bool,
+        start: Option<usize>,
+    ) -> OpResult<(Arc<Node>, FileAttr)> {
         if !parent.is_dir() {
             return Err(Errno::ENOTDIR);
         }
@@ -349,12 +382,19 @@ impl Overlay {
         if layers::is_hidden_name(name) || name == "." || name == ".." || name.is_empty() {
             return Err(Errno::ENOENT);
         }
-        let pdirs = parent.state.read().dirs.clone();
+        let (pdirs, parent_upper) = {
+            let p = parent.state.read();
+            (p.dirs.clone(), p.upper)
+        };
+        let skip = match start {
+            Some(l) if !parent_upper => pdirs.iter().position(|(pl, _)| *pl == l).unwrap_or(0),
+            _ => 0,
+        };
         let mut found: Option<(usize, FileStat)> = None;
         let mut subdirs: Vec<(usize, Arc<OwnedFd>)> = Vec::new();
         let mut lower: Option<(usize, u64)> = None;
-        for (layer, fd) in pdirs.iter() {
-            match layers::probe(fd.as_fd(), name)? {
+        for (layer, fd) in pdirs.iter().skip(skip) {
+            match self.probe_in(parent, *layer, fd, name)? {
                 Probe::Missing => continue,
                 Probe::Whiteout => break,
                 Probe::Found(st) => {
@@ -397,7 +437,21 @@ impl Overlay {
         let name_owned = name.to_owned();
         let node = self.table.lookup_or_insert(
             ino,
-            |n| n.kind == kind && !n.state.read().unlinked,
+            |n| {
+                if n.kind != kind {
+                    return false;
+                }
+                let s = n.state.read();
+                if s.unlinked {
+                    return false;
+                }
+                // An object with a single name must be known under this very name (renames
+                // update it); otherwise the node is stale and its number was reused.
+                kind == FileType::Directory
+                    || st.st_nlink > 1
+                    || s.lower.is_some()
+                    || (s.parent.as_ref().is_some_and(|p| Arc::ptr_eq(p, parent)) && s.name == name)
+            },
             move |ino| {
                 Node::new(
                     ino,
@@ -489,7 +543,7 @@ impl Overlay {
             if self.stack.is_upper(*layer) {
                 continue;
             }
-            match layers::probe(fd.as_fd(), name)? {
+            match self.probe_in(parent, *layer, fd, name)? {
                 Probe::Missing => continue,
                 Probe::Whiteout => return Ok(false),
                 Probe::Found(_) => return Ok(true),
@@ -498,12 +552,41 @@ impl Overlay {
         Ok(false)
     }
 
+    /// probe() of `name` in `dir`'s copy in `layer`, skipping the `.wh.NAME` check where the
+    /// layer's copy is known to hold no OCI markers. Lower copies never change; the upper copy
+    /// is only trusted when we write kernel-form whiteouts ourselves.
+    pub fn probe_in(
+        &self,
+        dir: &Node,
+        layer: usize,
+        fd: &OwnedFd,
+        name: &OsStr,
+    ) -> nix::Result<Probe> {
+        let cacheable = layer < 64
+            && (!self.stack.is_upper(layer)
+                || self.stack.whiteout == crate::options::WhiteoutForm::Kernel);
+        let mut check = true;
+        if cacheable {
+            let bit = 1u64 << layer;
+            if dir.oci_checked.load(Ordering::Relaxed) & bit == 0 {
+                if let Ok(has) = layers::has_oci_markers(fd) {
+                    if !has {
+                        dir.oci_free.fetch_or(bit, Ordering::Relaxed);
+                    }
+                    dir.oci_checked.fetch_or(bit, Ordering::Relaxed);
+                }
+            }
+            check = dir.oci_free.load(Ordering::Relaxed) & bit == 0;
+        }
+        layers::probe_with(fd.as_fd(), name, check)
+    }
+
     /// Whether the lookup of `name` in `parent` stops at a whiteout in some layer (a directory
     /// made there must be opaque, as the kernel does).
     pub fn whited_out(&self, parent: &Node, name: &OsStr) -> OpResult<bool> {
         let dirs = parent.state.read().dirs.clone();
-        for (_, fd) in dirs.iter() {
-            match layers::probe(fd.as_fd(), name)? {
+        for (layer, fd) in dirs.iter() {
+            match self.probe_in(parent, *layer, fd, name)? {
                 Probe::Missing => continue,
                 Probe::Whiteout => return Ok(true),
                 Probe::Found(_) => return Ok(false),
@@ -555,11 +638,13 @@ impl Overlay {
                 name: ".".into(),
                 kind: FileType::Directory,
                 ino: node.ino,
+                layer: 0,
             },
             DirEntryRec {
                 name: "..".into(),
                 kind: FileType::Directory,
                 ino: parent_ino,
+                layer: 0,
             },
         ];
         entries.extend(dirs::merged_names(self, node)?);

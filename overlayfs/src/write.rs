@@ -277,7 +277,9 @@ impl Overlay {
         let pclone = parent.clone();
         let node = self.table.lookup_or_insert(
             ino,
-            |n| n.kind == kind && !n.state.read().unlinked,
+            // The inode is brand new: a live node with its number is a stale one (the upper
+            // filesystem reused the number of a removed object), never this object.
+            |_| false,
             move |ino| {
                 Node::new(
                     ino,

@@ -14,8 +14,12 @@ use strata_overlayfs::WhiteoutForm;
 fn worker(m: &Path, w: usize) {
     for i in 0..60 {
         let name = m.join(format!("merged/w{w}_{i}"));
-        fs::write(&name, format!("{w}:{i}")).unwrap();
-        let mut f = OpenOptions::new().append(true).open(&name).unwrap();
+        fs::write(&name, format!("{w}:{i}"))
+            .unwrap_or_else(|e| panic!("create {}: {e}", name.display()));
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(&name)
+            .unwrap_or_else(|e| panic!("open {} for append: {e}", name.display()));
         f.write_all(b"+").unwrap();
         drop(f);
         let mut s = String::new();
@@ -29,14 +33,16 @@ fn worker(m: &Path, w: usize) {
             let _ = e.unwrap().metadata();
         }
         if i % 3 == 0 {
-            fs::rename(&name, m.join(format!("names/w{w}_{i}"))).unwrap();
+            fs::rename(&name, m.join(format!("names/w{w}_{i}")))
+                .unwrap_or_else(|e| panic!("rename {}: {e}", name.display()));
         }
         if i % 5 == 0 {
             let d = m.join(format!("x/d{w}_{i}"));
-            fs::create_dir(&d).unwrap();
-            fs::write(d.join("f"), b"f").unwrap();
-            fs::remove_file(d.join("f")).unwrap();
-            fs::remove_dir(&d).unwrap();
+            let ctx = |what: &str, e: std::io::Error| panic!("{what} {}: {e}", d.display());
+            fs::create_dir(&d).unwrap_or_else(|e| ctx("mkdir", e));
+            fs::write(d.join("f"), b"f").unwrap_or_else(|e| ctx("create in", e));
+            fs::remove_file(d.join("f")).unwrap_or_else(|e| ctx("unlink in", e));
+            fs::remove_dir(&d).unwrap_or_else(|e| ctx("rmdir", e));
         }
     }
     // Everyone also copies up the same lower files at once.

@@ -193,6 +193,15 @@ fn script(p: &Pair) {
     p.both("too long name", |m| {
         fs::write(m.join("names").join("z".repeat(256)), b"l")
     });
+    p.both("path of about 4,000 bytes", |m| {
+        let mut d = m.join("names");
+        for i in 0..39 {
+            d = d.join(format!("{i:02}{}", "p".repeat(98)));
+        }
+        fs::create_dir_all(&d)?;
+        fs::write(d.join("leaf"), b"deep")?;
+        fs::read(d.join("leaf"))
+    });
     // Renames.
     p.both("rename lower file", |m| {
         fs::rename(m.join("etc/motd"), m.join("etc/motd2"))

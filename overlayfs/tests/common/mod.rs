@@ -487,12 +487,12 @@ pub fn assert_same(what: &str, kernel: &BTreeMap<String, Ent>, strata: &BTreeMap
 
 /// Two copies of the same layers, one mounted by the kernel and one by strata.
 pub struct Pair {
-    pub dir: tempfile::TempDir,
-    pub kernel_upper: Option<PathBuf>,
-    pub strata_upper: Option<PathBuf>,
-    // Drop order: mounts first.
+    // Fields drop in declaration order: the mounts must go before the temporary directory.
     pub kernel: Option<KernelMount>,
     pub strata: Option<StrataMount>,
+    pub kernel_upper: Option<PathBuf>,
+    pub strata_upper: Option<PathBuf>,
+    pub dir: tempfile::TempDir,
 }
 
 impl Pair {
