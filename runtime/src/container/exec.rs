@@ -116,7 +116,7 @@ pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
             err: e.into(),
         })?;
     }
-    let spawned = process::spawn(&plan, None)?;
+    let spawned = process::spawn(&plan, process::CgroupEntry::Inherit)?;
     let pid = spawned.pid;
     if let Err(e) = spawned.release(|_| Err("unexpected FUSE fd".into())) {
         let _ = forwarder.wait(pid);
