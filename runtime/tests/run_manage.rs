@@ -152,6 +152,27 @@ fn exec_joins_every_namespace_of_the_container() {
             .into_owned();
         assert_ne!(line, &host, "{k} namespace is the host's");
     }
+    // The joined process is in the container's cgroup in every hierarchy: the same lines as pid 1's.
+    let out = env
+        .strata()
+        .args([
+            "exec",
+            &name,
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /proc/1/cgroup; echo --; cat /proc/self/cgroup",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let text = common::stdout(&out);
+    let (init, joined) = text.split_once("--\n").expect("two cgroup listings");
+    assert!(!init.is_empty());
+    assert_eq!(
+        init, joined,
+        "the exec'd process is not in the container's cgroup"
+    );
     let out = env
         .strata()
         .args([

@@ -168,3 +168,29 @@ fn image_runs_with_its_config_on_every_backend() {
     assert_eq!(common::stderr(&missing).lines().count(), 1);
     env.assert_nothing_left();
 }
+
+#[test]
+fn rm_kernel_overlay_is_volatile_and_a_kept_upper_is_not() {
+    let env = Env::new();
+    let root_line = ["/bin/sh", "-c", "grep ' / / ' /proc/self/mountinfo"];
+    // With --rm the upper layer is thrown away, so the overlay need not be synced at unmount (which would
+    // make the container's exit wait for a syncfs of the whole host filesystem).
+    let out = env.run(&["--rm", "--fs", "kernel"], &root_line);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let line = common::stdout(&out);
+    assert!(
+        line.contains(" overlay ") && line.contains("volatile"),
+        "{line}"
+    );
+    // A container whose upper is kept after exit keeps overlay's crash-safe default.
+    let name = common::unique("keep");
+    let out = env.run(&["--fs", "kernel", "--name", &name], &root_line);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let line = common::stdout(&out);
+    assert!(
+        line.contains(" overlay ") && !line.contains("volatile"),
+        "{line}"
+    );
+    assert!(env.strata().args(["rm", &name]).status().unwrap().success());
+    env.assert_nothing_left();
+}

@@ -254,6 +254,14 @@ impl V1Cgroup {
             .collect()
     }
 
+    pub fn tasks_files(&self) -> Vec<PathBuf> {
+        self.cg
+            .subsystems()
+            .iter()
+            .map(|s| s.to_controller().path().join("tasks"))
+            .collect()
+    }
+
     pub fn procs(&self) -> Vec<i32> {
         self.cg.procs().into_iter().map(|p| p.pid as i32).collect()
     }

@@ -90,11 +90,16 @@ pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
         fuse_mount: None,
     };
 
-    // Join the cgroup before the mount namespace hides the host's /sys/fs/cgroup; the process cloned
-    // below inherits it.
+    // Open (v1) or join (v2) the cgroup before the mount namespace hides the host's /sys/fs/cgroup. On v1
+    // the process cloned below joins it itself through the `tasks` fds (no RCU grace period, and strata
+    // stays out of the container's cgroup); on v2 strata joins and the clone inherits it.
+    let mut tasks = Vec::new();
     if let Some((parent, name)) = &st.cgroup {
         let cg = crate::cgroups::ContainerCgroup::open(parent, name)?;
-        cg.add_task(std::process::id() as i32)?;
+        tasks = cg.self_join_fds()?;
+        if tasks.is_empty() {
+            cg.add_task(std::process::id() as i32)?;
+        }
     }
 
     let pid = st.pid.to_string();
@@ -116,7 +121,12 @@ pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
             err: e.into(),
         })?;
     }
-    let spawned = process::spawn(&plan, None)?;
+    let entry = if tasks.is_empty() {
+        process::CgroupEntry::Inherit
+    } else {
+        process::CgroupEntry::SelfJoin(&tasks)
+    };
+    let spawned = process::spawn(&plan, entry)?;
     let pid = spawned.pid;
     if let Err(e) = spawned.release(|_| Err("unexpected FUSE fd".into())) {
         let _ = forwarder.wait(pid);

@@ -3,6 +3,7 @@
 //! 125 (setup), 126 (cannot execute) or 127 (not found).
 
 use std::ffi::CStr;
+use std::os::fd::OwnedFd;
 
 use nix::errno::Errno;
 use nix::sched::setns;
@@ -27,8 +28,8 @@ fn setup<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Failure 
 }
 
 /// Entry point of the cloned child; returns the exit status on failure (exec never returns on success).
-pub fn main(plan: &ChildPlan, chan: &Channel) -> i32 {
-    match run(plan, chan) {
+pub fn main(plan: &ChildPlan, cgroup_tasks: &[OwnedFd], chan: &Channel) -> i32 {
+    match run(plan, cgroup_tasks, chan) {
         Ok(()) => 0,
         Err(f) => {
             let _ = chan.send(&Msg::Error {
@@ -40,7 +41,7 @@ pub fn main(plan: &ChildPlan, chan: &Channel) -> i32 {
     }
 }
 
-fn run(plan: &ChildPlan, chan: &Channel) -> Result<(), Failure> {
+fn run(plan: &ChildPlan, cgroup_tasks: &[OwnedFd], chan: &Channel) -> Result<(), Failure> {
     // Die with strata: a container whose monitor is gone has nobody serving its rootfs or reaping it.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let mut trees = Vec::new();
@@ -53,6 +54,10 @@ fn run(plan: &ChildPlan, chan: &Channel) -> Result<(), Failure> {
         }
     }
     setsid().map_err(setup("setsid"))?;
+    for fd in cgroup_tasks {
+        // A clone3 child has one thread, so joining each v1 hierarchy as a thread moves the process.
+        nix::unistd::write(fd, b"0").map_err(setup("joining the container's cgroup"))?;
+    }
     if plan.unshare_cgroupns {
         // On cgroup v1 the parent moved us into the container's cgroup after clone; a cgroup namespace
         // created now is rooted there (clone3 would have rooted it at strata's own cgroup).

@@ -139,16 +139,34 @@ pub struct Spawned {
     chan: sync::Channel,
 }
 
-/// Clones the container process with every namespace of the plan at once (into `cgroup` on cgroup v2) and
-/// leaves it waiting for [`Spawned::release`]. Must be called while strata is single-threaded.
-pub fn spawn(plan: &ChildPlan, cgroup: Option<BorrowedFd<'_>>) -> Result<Spawned, ProcessError> {
+/// How the child gets into its cgroup.
+#[derive(Clone, Copy)]
+pub enum CgroupEntry<'a> {
+    /// It stays in strata's (or the caller moves it).
+    Inherit,
+    /// cgroup v2: clone3 starts it there (CLONE_INTO_CGROUP).
+    Into(BorrowedFd<'a>),
+    /// cgroup v1: it writes "0" to each of these `tasks` files itself, first thing after release
+    /// (see `ContainerCgroup::self_join_fds` for why not the parent).
+    SelfJoin(&'a [OwnedFd]),
+}
+
+/// Clones the container process with every namespace of the plan at once (into its cgroup on v2, joining
+/// it itself on v1) and leaves it waiting for [`Spawned::release`]. Must be called while strata is
+/// single-threaded.
+pub fn spawn(plan: &ChildPlan, cgroup: CgroupEntry<'_>) -> Result<Spawned, ProcessError> {
     let (parent_end, child_end) = sync::pair().map_err(ProcessError::Socket)?;
     let parent_raw = parent_end.raw();
     let flags = plan.namespaces.new.bits() as u64;
-    let pid = crate::sys::clone3_run(flags, cgroup, || {
+    let (into, tasks) = match cgroup {
+        CgroupEntry::Inherit => (None, &[][..]),
+        CgroupEntry::Into(fd) => (Some(fd), &[][..]),
+        CgroupEntry::SelfJoin(fds) => (None, fds),
+    };
+    let pid = crate::sys::clone3_run(flags, into, || {
         // The child must not keep the parent's end open, or it would never see end-of-file.
         let _ = nix::unistd::close(parent_raw);
-        child::main(plan, &child_end)
+        child::main(plan, tasks, &child_end)
     })
     .map_err(ProcessError::Clone)?;
     drop(child_end);
