@@ -274,6 +274,7 @@ pub fn run_suite(opts: &SuiteOptions) -> crate::report::json::Results {
         .collect();
     progress.finish();
     drop(groups);
+    crate::cases::fs::release_fixture();
     crate::subjects::cleanup();
     Results {
         schema: SCHEMA_ID.into(),

@@ -26,7 +26,7 @@ const SUBJECTS: [Subject; 5] = [
 /// Docker's concurrent starts take seconds each on a small machine; beyond this N they exceed the suite's
 /// time budget and are reported as skipped.
 fn docker_max_n(suite: Suite) -> usize {
-    if suite == Suite::Quick { 4 } else { 16 }
+    if suite == Suite::Quick { 1 } else { 16 }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
