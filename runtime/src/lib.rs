@@ -1,4 +1,15 @@
 //! strata: a minimal container runtime built from namespaces, cgroups and pivot_root into a layered rootfs.
 
+pub mod cgroups;
+pub mod container;
+pub mod hostinfo;
+pub mod image;
+pub mod namespaces;
+pub mod network;
+pub mod process;
+pub mod rootfs;
+pub mod security;
+pub mod spec;
+pub mod state;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -1,1 +1,307 @@
 //! Every `unsafe` call of this crate, each behind a safe function.
+//!
+//! Sections are owned by different parts of the runtime; keep additions inside the section of the module
+//! that needs them so parallel work merges cleanly.
+
+// ============================================================================================================
+// Process creation, namespaces and rootfs (used by process/, container/, rootfs/)
+// ============================================================================================================
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::unistd::Pid;
+
+/// `struct clone_args` of clone3(2), up to and including `cgroup` (CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Creates a child process with clone3(2) — fork semantics (no shared memory, no new stack) plus the given
+/// `CLONE_NEW*` `flags` and, when `cgroup` is a cgroup v2 directory fd, `CLONE_INTO_CGROUP` so the child
+/// starts inside its cgroup. The child runs `child` and exits with its return value; it never returns here.
+///
+/// strata calls this only while it is single-threaded (no other thread can hold a lock the child would
+/// need), which is what makes running ordinary Rust code in the child sound — the same contract as fork(2).
+pub fn clone3_run<F: FnOnce() -> i32>(
+    flags: u64,
+    cgroup: Option<BorrowedFd<'_>>,
+    child: F,
+) -> io::Result<Pid> {
+    let mut args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    // SAFETY: `args` is a valid clone_args of the size we pass; without CLONE_VM the child gets a copy of
+    // the address space (fork semantics), so the current stack stays valid in both processes.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if rc == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(125);
+        exit_now(code);
+    }
+    Ok(Pid::from_raw(rc as i32))
+}
+
+/// Ends the calling process at once, without running atexit handlers or flushing stdio buffers that a
+/// forked child shares with its parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Marks every fd from `first` upwards close-on-exec (close_range(2) with CLOSE_RANGE_CLOEXEC), so nothing
+/// strata inherited leaks into the container.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: plain syscall on integer arguments; it only changes fd flags.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// pidfd_open(2): a stable handle on a process (for setns of all its namespaces at once).
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; on success the kernel returns a new fd that we own.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: rc is a freshly opened fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
+}
+
+/// execve(2) that only returns on failure (with the errno), taking pre-built C strings so the child does
+/// no allocation on the way to exec.
+pub fn execve_raw(
+    path: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> io::Error {
+    debug_assert!(
+        argv.last().is_some_and(|p| p.is_null()) && envp.last().is_some_and(|p| p.is_null())
+    );
+    // SAFETY: path is NUL-terminated, argv and envp are NULL-terminated arrays of pointers to C strings
+    // that the caller keeps alive (they are borrowed for the duration of this call).
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// fork(2) for strata's own helper processes (detach monitor, the built-in init's command); same
+/// single-threaded contract as [`clone3_run`]. Uses clone(2) rather than clone3 because the built-in init
+/// forks under the container's seccomp filter, which answers clone3 with ENOSYS.
+pub fn fork_run<F: FnOnce() -> i32>(child: F) -> io::Result<Pid> {
+    // SAFETY: clone with only SIGCHLD and a null stack is fork(2): the child gets a copy of the address
+    // space and continues on (its copy of) the current stack.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if rc == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(125);
+        exit_now(code);
+    }
+    Ok(Pid::from_raw(rc as i32))
+}
+
+/// A detached copy of the mount tree at `path` (open_tree(2) with OPEN_TREE_CLONE), not yet attached
+/// anywhere; the handle for an idmapped rootfs.
+pub fn open_tree_clone(path: &std::path::Path) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: c is a valid NUL-terminated path; on success the kernel returns a new fd we own.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: rc is a freshly opened fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
+}
+
+/// Makes the detached mount `tree` idmapped through the user namespace `userns` (mount_setattr(2) with
+/// MOUNT_ATTR_IDMAP): files owned by host uid N appear owned by the id N maps to in that namespace.
+pub fn idmap_mount(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: attr is a valid mount_attr of the size passed; "" with AT_EMPTY_PATH names `tree` itself.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Attaches the detached mount `tree` at `target` (move_mount(2)).
+pub fn move_mount_to(tree: BorrowedFd<'_>, target: &std::path::Path) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()))
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: valid fd and NUL-terminated paths; "" with F_EMPTY_PATH names `tree` itself.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes ownership of an fd the kernel just installed for us (an SCM_RIGHTS message) and nobody else owns.
+pub fn owned_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: callers pass only fds freshly received from the kernel, owned by no other object.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+// ============================================================================================================
+// end of the process-creation section
+// ============================================================================================================
+
+// ======================================================================================
+// Network (resources helper): interface flags by ioctl, and running a command in a netns.
+// Kept in one section so the core helper's edits of this file do not collide with it.
+// ======================================================================================
+
+/// An `ifreq` carrying an interface name (at most 15 bytes, as the kernel's IFNAMSIZ allows).
+fn ifreq_for(name: &str) -> std::io::Result<libc::ifreq> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: ifreq is plain old data; all-zero is a valid value (empty name, zero union).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    Ok(req)
+}
+
+fn ioctl_socket() -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(std::io::Error::from)
+}
+
+/// The SIOCGIFFLAGS flags of interface `name` in the calling thread's network namespace.
+pub fn interface_flags(name: &str) -> std::io::Result<i32> {
+    use std::os::fd::AsRawFd;
+    let sock = ioctl_socket()?;
+    let mut req = ifreq_for(name)?;
+    // SAFETY: valid socket fd and a properly initialised ifreq that outlives the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    Ok(i32::from(unsafe { req.ifr_ifru.ifru_flags }) & 0xffff)
+}
+
+/// Sets IFF_UP on interface `name` in the calling thread's network namespace (no process spawned).
+pub fn set_interface_up(name: &str) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let sock = ioctl_socket()?;
+    let mut req = ifreq_for(name)?;
+    // SAFETY: as above.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the flags member was filled by SIOCGIFFLAGS; we only OR a bit into it.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: valid fd and ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes `cmd` enter the network namespace `netns` (an open /proc/PID/ns/net) before exec.
+pub fn command_in_netns(cmd: &mut std::process::Command, netns: std::os::fd::OwnedFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs between fork and exec and only calls setns(2), which is
+    // async-signal-safe; the fd is owned by the closure and so stays open until then.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)
+        });
+    }
+}

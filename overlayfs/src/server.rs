@@ -1,0 +1,334 @@
+//! Mounting and serving: mount + serve, mount without serving (for a container's mount namespace),
+//! serve an already-mounted /dev/fuse fd, stop, join, stats, and stale-mount cleanup.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fuser::{BackgroundSession, Session, SessionACL};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+
+use crate::copyup::{STAGE_DIR, remove_tree};
+use crate::fs::OverlayFs;
+use crate::layers::{LayerError, LayerStack};
+use crate::options::Config;
+use crate::ovl::Overlay;
+use crate::stats::{Counters, OpStats};
+
+/// Why a mount could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A layer directory is unusable.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    /// mount(2) or /dev/fuse failed.
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    /// The work directory cannot be prepared.
+    #[error("workdir cannot be prepared: {0}")]
+    Work(Errno),
+    /// The FUSE session failed.
+    #[error("FUSE session failed: {0}")]
+    Session(std::io::Error),
+    /// Unmounting failed.
+    #[error("unmount of '{0}' failed: {1}")]
+    Unmount(PathBuf, Errno),
+}
+
+/// Why /dev/fuse could not be opened and mounted.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// /dev/fuse cannot be opened.
+    #[error("cannot open /dev/fuse: {0}")]
+    DevFuse(Errno),
+    /// The mountpoint is unusable.
+    #[error("mountpoint '{0}': {1}")]
+    Mountpoint(PathBuf, &'static str),
+    /// mount(2) refused.
+    #[error("mount of '{0}' failed: {1}")]
+    Mount(PathBuf, Errno),
+}
+
+/// The kernel-side options of a FUSE mount.
+#[derive(Debug, Clone)]
+pub struct FuseMountOptions {
+    /// allow_other.
+    pub allow_other: bool,
+    /// default_permissions.
+    pub default_permissions: bool,
+    /// Honour setuid bits (else MS_NOSUID).
+    pub suid: bool,
+    /// Allow devices (else MS_NODEV).
+    pub dev: bool,
+    /// Allow exec (else MS_NOEXEC).
+    pub exec: bool,
+    /// MS_RDONLY.
+    pub read_only: bool,
+    /// Source shown in /proc/mounts.
+    pub fsname: String,
+}
+
+impl From<&Config> for FuseMountOptions {
+    fn from(c: &Config) -> Self {
+        FuseMountOptions {
+            allow_other: c.allow_other,
+            default_permissions: c.default_permissions,
+            suid: c.suid,
+            dev: c.dev,
+            exec: c.exec,
+            read_only: !c.writable(),
+            fsname: c.fsname.clone(),
+        }
+    }
+}
+
+/// Open /dev/fuse and mount(2) it on `mountpoint` without serving it. Does no thread creation and
+/// few allocations, so a forked child may call it inside a fresh mount namespace and pass the fd on.
+pub fn open_and_mount_fuse(
+    mountpoint: &Path,
+    opts: &FuseMountOptions,
+) -> Result<OwnedFd, MountError> {
+    let fd = nix::fcntl::open("/dev/fuse", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(MountError::DevFuse)?;
+    use std::os::fd::AsRawFd;
+    let mut data = format!(
+        "fd={},rootmode=40000,user_id={},group_id={}",
+        fd.as_raw_fd(),
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw()
+    );
+    if opts.allow_other {
+        data.push_str(",allow_other");
+    }
+    if opts.default_permissions {
+        data.push_str(",default_permissions");
+    }
+    let mut flags = MsFlags::empty();
+    if !opts.suid {
+        flags |= MsFlags::MS_NOSUID;
+    }
+    if !opts.dev {
+        flags |= MsFlags::MS_NODEV;
+    }
+    if !opts.exec {
+        flags |= MsFlags::MS_NOEXEC;
+    }
+    if opts.read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    nix::mount::mount(
+        Some(opts.fsname.as_str()),
+        mountpoint,
+        Some("fuse.strata-overlayfs"),
+        flags,
+        Some(data.as_str()),
+    )
+    .map_err(|e| MountError::Mount(mountpoint.to_owned(), e))?;
+    Ok(fd)
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    session: Option<BackgroundSession>,
+    mountpoint: Option<PathBuf>,
+    attached: Option<PathBuf>,
+    conn: Option<u64>,
+    counters: Arc<Counters>,
+    ovl: Arc<Overlay>,
+}
+
+fn prepare(config: &Config) -> Result<Overlay, ServeError> {
+    config.validate().map_err(|_| LayerError::NoLower)?;
+    let stack = LayerStack::open(config)?;
+    let stage = match &stack.work {
+        Some(w) => {
+            match nix::sys::stat::mkdirat(w, STAGE_DIR, Mode::from_bits_truncate(0o700)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(ServeError::Work(e)),
+            }
+            // Leftovers of a crashed server: never visible, just garbage.
+            let sub = crate::layers::open_for_listing(
+                &crate::layers::open_subdir(w.as_fd(), OsStr::new(STAGE_DIR))
+                    .map_err(ServeError::Work)?,
+            )
+            .map_err(ServeError::Work)?;
+            let names: Vec<std::ffi::OsString> = {
+                let d = nix::unistd::dup(&sub).map_err(ServeError::Work)?;
+                let mut dir = nix::dir::Dir::from_fd(d).map_err(ServeError::Work)?;
+                dir.iter()
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_bytes().to_vec())
+                    .map(std::os::unix::ffi::OsStringExt::from_vec)
+                    .filter(|n: &std::ffi::OsString| n != "." && n != "..")
+                    .collect()
+            };
+            for n in names {
+                let _ = remove_tree(sub.as_fd(), &n);
+            }
+            Some(
+                crate::layers::open_subdir(w.as_fd(), OsStr::new(STAGE_DIR))
+                    .map_err(ServeError::Work)?,
+            )
+        }
+        None => None,
+    };
+    Overlay::new(config.clone(), stack, stage).map_err(ServeError::Work)
+}
+
+fn serve(ovl: Overlay, fd: OwnedFd, mountpoint: Option<PathBuf>) -> Result<Server, ServeError> {
+    let counters = Arc::new(Counters::default());
+    let ovl = Arc::new(ovl);
+    let fs = OverlayFs {
+        ovl: ovl.clone(),
+        stats: counters.clone(),
+    };
+    let acl = if ovl.cfg.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    let mut fcfg = fuser::Config::default();
+    fcfg.acl = acl;
+    fcfg.n_threads = Some(ovl.cfg.threads.max(1));
+    fcfg.clone_fd = true;
+    let session = Session::from_fd(fs, fd, acl, fcfg).map_err(ServeError::Session)?;
+    let bg = session.spawn().map_err(ServeError::Session)?;
+    let mut server = Server {
+        session: Some(bg),
+        mountpoint: None,
+        attached: None,
+        conn: None,
+        counters,
+        ovl,
+    };
+    if let Some(m) = mountpoint {
+        server.attach_mountpoint(&m);
+        server.mountpoint = Some(m);
+    }
+    Ok(server)
+}
+
+/// Mount `config` on `mountpoint` and serve it from background threads. Returns once the mount
+/// answers requests.
+pub fn mount(config: Config, mountpoint: &Path) -> Result<Server, ServeError> {
+    check_mountpoint(mountpoint)?;
+    let ovl = prepare(&config)?;
+    let fd = open_and_mount_fuse(mountpoint, &FuseMountOptions::from(&config))?;
+    match serve(ovl, fd, Some(mountpoint.to_owned())) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            let _ = nix::mount::umount2(mountpoint, MntFlags::MNT_DETACH);
+            Err(e)
+        }
+    }
+}
+
+/// Serve an already opened and mounted /dev/fuse fd (see [`open_and_mount_fuse`]).
+pub fn serve_fd(config: Config, fd: OwnedFd) -> Result<Server, ServeError> {
+    let ovl = prepare(&config)?;
+    serve(ovl, fd, None)
+}
+
+/// Refuse a mountpoint that is missing, not a directory, or a dead FUSE mount.
+pub fn check_mountpoint(mountpoint: &Path) -> Result<(), MountError> {
+    let bad = |why| MountError::Mountpoint(mountpoint.to_owned(), why);
+    if let Err(Errno::ENOTCONN) = nix::sys::statvfs::statvfs(mountpoint) {
+        return Err(bad("in use by a dead FUSE server (stale mount)"));
+    }
+    match std::fs::metadata(mountpoint) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(bad("not a directory")),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            Err(bad("in use by a dead FUSE server (stale mount)"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(bad("does not exist")),
+        Err(_) => Err(bad("cannot be accessed")),
+    }
+}
+
+/// Lazily unmount `mountpoint` if it is a FUSE mount whose server died (ENOTCONN). Returns
+/// whether something was cleaned.
+pub fn cleanup_stale(mountpoint: &Path) -> Result<bool, ServeError> {
+    // statfs always reaches the server (stat may be answered from the attribute cache).
+    match nix::sys::statvfs::statvfs(mountpoint) {
+        Err(Errno::ENOTCONN) => {
+            nix::mount::umount2(mountpoint, MntFlags::MNT_DETACH)
+                .map_err(|e| ServeError::Unmount(mountpoint.to_owned(), e))?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+impl Server {
+    /// Remember where the mount is visible (for a mount in another namespace e.g.
+    /// `/proc/<pid>/root/<mnt>`) so `stop` can unmount it or abort its FUSE connection.
+    pub fn attach_mountpoint(&mut self, path: &Path) {
+        if let Ok(m) = std::fs::metadata(path) {
+            let dev = m.dev();
+            self.conn = Some(
+                nix::sys::stat::minor(dev) as u64 | ((nix::sys::stat::major(dev) as u64) << 20),
+            );
+        }
+        if self.mountpoint.is_none() {
+            self.attached = Some(path.to_owned());
+        }
+    }
+
+    /// End the FUSE connection through fusectl (mounting fusectl when the host has not).
+    fn abort_connection(&self) {
+        let Some(c) = self.conn else { return };
+        let dir = Path::new("/sys/fs/fuse/connections");
+        if !dir.join(c.to_string()).exists() {
+            let _ = nix::mount::mount(
+                Some("fusectl"),
+                dir,
+                Some("fusectl"),
+                MsFlags::empty(),
+                None::<&str>,
+            );
+        }
+        let _ = std::fs::write(dir.join(c.to_string()).join("abort"), "1");
+    }
+
+    /// Request counts so far.
+    pub fn stats(&self) -> OpStats {
+        self.counters.snapshot()
+    }
+
+    /// Number of live inodes (for memory checks).
+    pub fn live_inodes(&self) -> usize {
+        self.ovl.table.len()
+    }
+
+    /// Unmount (when we mounted it or know where it is), end the FUSE connection and wait for the
+    /// threads.
+    pub fn stop(mut self) -> Result<(), ServeError> {
+        if let Some(m) = self.mountpoint.take() {
+            match nix::mount::umount2(&m, MntFlags::MNT_DETACH) {
+                Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(ServeError::Unmount(m, e)),
+            }
+        } else if let Some(a) = self.attached.take() {
+            // May be in another mount namespace (EINVAL): the abort below covers that.
+            let _ = nix::mount::umount2(&a, MntFlags::MNT_DETACH);
+        }
+        // Ends the connection even while files are still open on a lazily unmounted mount.
+        self.abort_connection();
+        self.join()
+    }
+
+    /// Wait until the kernel ends the session (unmount or fd closed).
+    pub fn join(mut self) -> Result<(), ServeError> {
+        match self.session.take() {
+            Some(s) => s.join().map_err(ServeError::Session),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! One module per `strata` subcommand; each turns parsed arguments into library calls.
+
+pub mod exec;
+pub mod gc;
+pub mod image;
+pub mod info;
+pub mod kill;
+pub mod ps;
+pub mod rm;
+pub mod run;
+pub mod stats;
+
+use std::path::PathBuf;
+
+use strata_runtime::state::StateRoot;
+
+/// Exit status for strata's own failures (as `docker run` uses 125), distinct from a container's status.
+pub const EXIT_STRATA_ERROR: u8 = 125;
+
+/// Bytes in binary units, as `docker stats` prints them ("12.3MiB").
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn human_bytes() {
+        assert_eq!(super::human_bytes(512), "512B");
+        assert_eq!(super::human_bytes(1536), "1.5KiB");
+        assert_eq!(super::human_bytes(64 << 20), "64.0MiB");
+    }
+}
+
+/// Options every container command shares.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StateArgs {
+    /// Where container state lives.
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_STATE",
+        default_value = "/run/strata"
+    )]
+    pub state_dir: PathBuf,
+}
+
+impl StateArgs {
+    pub fn root(&self) -> StateRoot {
+        StateRoot::new(self.state_dir.clone())
+    }
+}

@@ -1,0 +1,126 @@
+//! `strata exec`: run another process in a running container. strata joins the container's namespaces
+//! itself with one setns on a pidfd (all at once, so the order problem disappears; user namespace included
+//! only when it differs from ours), then clones the process so the pid namespace applies to it, and gives it
+//! the container's process settings from its config.json.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use nix::sched::{CloneFlags, setns};
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use super::ContainerError;
+use crate::namespaces::{Kind, NamespacePlan};
+use crate::process::{self, ChildPlan, ExecPlan, ProcessError, SignalForwarder};
+use crate::security;
+use crate::spec;
+use crate::state::{StateRoot, Status};
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecConfig {
+    pub id: String,
+    pub user: Option<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub command: Vec<String>,
+}
+
+fn ns_inode(pid: &str, kind: Kind) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{pid}/ns/{}", kind.proc_name()))
+        .ok()
+        .map(|m| m.ino())
+}
+
+pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
+    let st = root.load(&cfg.id)?;
+    if st.live_status() != Status::Running {
+        return Err(ContainerError::NotRunning(cfg.id.clone()));
+    }
+    if cfg.command.is_empty() {
+        return Err(ContainerError::Usage("strata exec needs a command".into()));
+    }
+    let config = root.dir(&cfg.id).join("config.json");
+    let mut spec = Spec::load(&config)
+        .map_err(|e| ContainerError::Usage(format!("reading {}: {e}", config.display())))?;
+    let process = spec.process_mut().as_mut().ok_or(ProcessError::NoProcess)?;
+    let mut env = process.env().clone().unwrap_or_default();
+    spec::merge_env(&mut env, &cfg.env)?;
+    process.set_env(Some(env.clone()));
+    let cwd = match &cfg.workdir {
+        Some(w) if !w.starts_with('/') => {
+            return Err(spec::SpecError::RelativeWorkdir(w.clone()).into());
+        }
+        Some(w) => PathBuf::from(w),
+        None => process.cwd().clone(),
+    };
+    if let Some(u) = &cfg.user {
+        let (name, group) = spec::split_user(u)?;
+        let mut user = process.user().clone();
+        let annotations = spec.annotations_mut().get_or_insert_with(Default::default);
+        annotations.remove(spec::ANNOTATION_USER);
+        match (name.parse::<u32>(), group.as_deref().map(str::parse::<u32>)) {
+            (Ok(uid), None) => {
+                user.set_uid(uid);
+                user.set_gid(uid);
+            }
+            (Ok(uid), Some(Ok(gid))) => {
+                user.set_uid(uid);
+                user.set_gid(gid);
+            }
+            _ => {
+                annotations.insert(spec::ANNOTATION_USER.to_string(), u.clone());
+            }
+        }
+        if let Some(p) = spec.process_mut().as_mut() {
+            p.set_user(user);
+        }
+    }
+
+    let plan = ChildPlan {
+        namespaces: NamespacePlan::default(),
+        join_fds: Vec::new(),
+        rootfs: None,
+        hostname: None,
+        security: security::Plan::from_spec(&spec)?,
+        exec: ExecPlan::new(&cfg.command, &env, cwd)?,
+        loopback: false,
+        unshare_cgroupns: false,
+        init: false,
+        fuse_mount: None,
+    };
+
+    // Join the cgroup before the mount namespace hides the host's /sys/fs/cgroup; the process cloned
+    // below inherits it.
+    if let Some((parent, name)) = &st.cgroup {
+        let cg = crate::cgroups::ContainerCgroup::open(parent, name)?;
+        cg.add_task(std::process::id() as i32)?;
+    }
+
+    let pid = st.pid.to_string();
+    let mut flags = CloneFlags::empty();
+    for kind in Kind::ALL {
+        let theirs = ns_inode(&pid, kind);
+        if theirs.is_some() && theirs != ns_inode("self", kind) {
+            flags |= kind.flag();
+        }
+    }
+    let pidfd = crate::sys::pidfd_open(Pid::from_raw(st.pid)).map_err(|e| ContainerError::Io {
+        what: format!("opening container {} process", cfg.id),
+        err: e,
+    })?;
+    let mut forwarder = SignalForwarder::install().map_err(ProcessError::Wait)?;
+    if !flags.is_empty() {
+        setns(&pidfd, flags).map_err(|e| ContainerError::Io {
+            what: format!("joining the namespaces of container {}", cfg.id),
+            err: e.into(),
+        })?;
+    }
+    let spawned = process::spawn(&plan, None)?;
+    let pid = spawned.pid;
+    if let Err(e) = spawned.release(|_| Err("unexpected FUSE fd".into())) {
+        let _ = forwarder.wait(pid);
+        return Err(e.into());
+    }
+    Ok(forwarder.wait(pid).map_err(ProcessError::Wait)?.code())
+}

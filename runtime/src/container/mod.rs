@@ -1,0 +1,625 @@
+//! Orchestration of a container's life: claim the name, prepare the rootfs, clone, release, wait, tear
+//! down (GUIDE §5). `run` is `strata run`; [`manage`] holds ps/kill/rm/gc and [`exec`] joins a container.
+
+pub mod exec;
+pub mod manage;
+pub mod phases;
+
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use crate::namespaces::{Kind, NamespacePlan};
+use crate::process::{self, ChildPlan, ExecPlan, ProcessError, SignalForwarder};
+use crate::rootfs;
+use crate::security;
+use crate::spec::{self, ImageDefaults, ProcessOptions};
+use crate::state::{self, State, StateError, StateRoot, Status};
+use phases::Phases;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Spec(#[from] spec::SpecError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::RootfsError),
+    #[error(transparent)]
+    Security(#[from] security::SecurityError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
+    #[error("{0}")]
+    Fuse(String),
+    #[error("rootfs {0}: no such directory")]
+    NoRootfs(PathBuf),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{what}: {err}")]
+    Io { what: String, err: std::io::Error },
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("container {0} is running: stop it first or use --force")]
+    Running(String),
+}
+
+impl ContainerError {
+    /// Docker's convention: 126 the command cannot be executed, 127 it was not found, 125 anything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ContainerError::Process(ProcessError::Child { code, .. }) => i32::from(*code),
+            _ => 125,
+        }
+    }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ContainerError {
+    let what = what.into();
+    move |err| ContainerError::Io { what, err }
+}
+
+/// How the container's `/` is provided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FsMode {
+    /// A plain directory (`--rootfs`), bind-mounted.
+    Bind,
+    /// Kernel overlayfs over the layers, with a private upper layer per container.
+    Kernel,
+    /// strata-overlayfs (FUSE) mounted inside the container's mount namespace.
+    Fuse,
+}
+
+impl FsMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            FsMode::Bind => "bind",
+            FsMode::Kernel => "kernel",
+            FsMode::Fuse => "fuse",
+        }
+    }
+}
+
+/// Everything `strata run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub state_root: StateRoot,
+    pub name: Option<String>,
+    /// A directory used as `/` (bind), or as the single lower layer of an overlay.
+    pub rootfs: Option<PathBuf>,
+    /// Layer directories, top-first (the image store's lower dirs, or `--lower`).
+    pub lowers: Vec<PathBuf>,
+    pub image: Option<String>,
+    /// Root of the image store (`--root` / `STRATA_ROOT`).
+    pub image_root: PathBuf,
+    pub fs: Option<FsMode>,
+    pub detach: bool,
+    pub auto_remove: bool,
+    pub init: bool,
+    pub process: ProcessOptions,
+    pub image_defaults: ImageDefaults,
+    pub resources: crate::cgroups::Resources,
+    /// Parent cgroup (default `strata`); containers are created and removed only under it.
+    pub cgroup_parent: String,
+    pub net: NetMode,
+    /// Bandwidth limit in bytes/s for `--net bridge`, both directions.
+    pub net_rate: Option<u64>,
+}
+
+/// `--net`: `none` and `loopback` both give a new network namespace with only loopback, up; `bridge`
+/// adds a veth pair with an address on each end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetMode {
+    None,
+    Loopback,
+    Bridge,
+}
+
+/// The prepared container, between claiming the name and cloning.
+struct Prepared {
+    id: String,
+    dir: PathBuf,
+    fs: FsMode,
+    root: PathBuf,
+    spec: oci_spec::runtime::Spec,
+    plan: ChildPlan,
+    /// The strata-overlayfs configuration when `fs` is fuse; served by this process once the child has
+    /// mounted /dev/fuse in its namespace.
+    fuse: Option<strata_overlayfs::Config>,
+}
+
+fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, ContainerError> {
+    if cfg.net_rate.is_some() && cfg.net != NetMode::Bridge {
+        return Err(ContainerError::Usage(
+            "--net-rate needs --net bridge".into(),
+        ));
+    }
+    let mut lowers = cfg.lowers.clone();
+    let mut fuse = None;
+    let mut image_defaults = cfg.image_defaults.clone();
+    if let Some(name) = &cfg.image {
+        if cfg.rootfs.is_some() {
+            return Err(ContainerError::Usage(
+                "--image and --rootfs exclude each other".into(),
+            ));
+        }
+        let store = crate::image::Store::open(&cfg.image_root)?;
+        let record = store.get(name)?;
+        lowers.extend(store.lower_dirs_top_first(&record));
+        let c = record.config;
+        image_defaults = ImageDefaults {
+            entrypoint: c.entrypoint,
+            cmd: c.cmd,
+            env: c.env,
+            working_dir: c.working_dir,
+            user: c.user,
+        };
+    }
+    // --fs defaults to fuse for images, bind for --rootfs, kernel for --lower.
+    let fs = match (cfg.fs, cfg.image.is_some(), cfg.rootfs.is_some()) {
+        (Some(fs), _, _) => fs,
+        (None, true, _) => FsMode::Fuse,
+        (None, false, true) if cfg.lowers.is_empty() => FsMode::Bind,
+        (None, _, _) => FsMode::Kernel,
+    };
+    if let Some(r) = &cfg.rootfs {
+        if !r.is_dir() {
+            return Err(ContainerError::NoRootfs(r.clone()));
+        }
+        if fs != FsMode::Bind {
+            lowers.push(r.clone());
+        }
+    }
+    for l in &lowers {
+        if !l.is_dir() {
+            return Err(ContainerError::NoRootfs(l.clone()));
+        }
+    }
+    if cfg.process.userns && fs != FsMode::Bind {
+        // FUSE: /dev/fuse (mode 0600) cannot be opened by the namespace's root, and strata-overlayfs has
+        // no mount-a-pre-opened-fd entry point yet. Kernel overlay would need idmapped lower layers.
+        return Err(ContainerError::Usage(format!(
+            "--userns works only with --fs bind (an idmapped rootfs) in this build, not with --fs {}",
+            fs.name()
+        )));
+    }
+    let (root, source) = match fs {
+        FsMode::Bind => {
+            let r = cfg
+                .rootfs
+                .clone()
+                .ok_or_else(|| ContainerError::Usage("--fs bind needs --rootfs DIR".into()))?;
+            let r = std::fs::canonicalize(&r).map_err(io(format!("rootfs {}", r.display())))?;
+            (r, rootfs::Source::Bind)
+        }
+        FsMode::Kernel => {
+            if lowers.is_empty() {
+                return Err(ContainerError::Usage(
+                    "--fs kernel needs an image, --rootfs or --lower".into(),
+                ));
+            }
+            let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+            for d in [&upper, &work, &merged] {
+                std::fs::create_dir(d).map_err(io(format!("creating {}", d.display())))?;
+            }
+            let lowerdir: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
+            let options = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lowerdir.join(":"),
+                upper.display(),
+                work.display()
+            );
+            (merged, rootfs::Source::Overlay { options })
+        }
+        FsMode::Fuse => {
+            if lowers.is_empty() {
+                return Err(ContainerError::Usage(
+                    "--fs fuse needs an image, --rootfs or --lower".into(),
+                ));
+            }
+            let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+            for d in [&upper, &work, &merged] {
+                std::fs::create_dir(d).map_err(io(format!("creating {}", d.display())))?;
+            }
+            fuse = Some(strata_overlayfs::Config {
+                lowers: lowers.clone(),
+                upper: Some(upper),
+                work: Some(work),
+                fsname: format!("strata-{id}"),
+                ..Default::default()
+            });
+            (merged, rootfs::Source::Premounted)
+        }
+    };
+    let spec = spec::build(root.clone(), &cfg.process, &image_defaults)?;
+    let namespaces = NamespacePlan::from_spec(
+        spec.linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_deref())
+            .unwrap_or_default(),
+    );
+    let userns = namespaces.creates(Kind::User);
+    // On cgroup v1 the child joins its cgroup after clone, so its cgroup namespace is created then.
+    let mut namespaces = namespaces;
+    let unshare_cgroupns = namespaces.creates(Kind::Cgroup)
+        && crate::cgroups::detect() != crate::cgroups::CgroupMode::V2;
+    if unshare_cgroupns {
+        namespaces
+            .new
+            .remove(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+    }
+    let rootfs = rootfs::Plan::from_spec(&spec, source, userns, namespaces.creates(Kind::Net))?;
+    let plan = ChildPlan {
+        join_fds: ChildPlan::open_joins(&namespaces.join)?,
+        rootfs: namespaces.isolates(Kind::Mnt).then_some(rootfs),
+        hostname: namespaces
+            .isolates(Kind::Uts)
+            .then(|| spec.hostname().clone())
+            .flatten(),
+        security: security::Plan::from_spec(&spec)?,
+        exec: ExecPlan::from_spec(&spec)?,
+        loopback: namespaces.creates(Kind::Net),
+        unshare_cgroupns,
+        init: cfg.init,
+        fuse_mount: fuse.as_ref().map(|c| {
+            let opts = strata_overlayfs::FuseMountOptions::from(c);
+            let target = root.clone();
+            Box::new(move || {
+                strata_overlayfs::open_and_mount_fuse(&target, &opts).map_err(|e| e.to_string())
+            }) as Box<dyn Fn() -> Result<std::os::fd::OwnedFd, String>>
+        }),
+        namespaces,
+    };
+    if plan.rootfs.is_none() {
+        return Err(ContainerError::Usage(
+            "sharing the host's mount namespace is not supported by strata run".into(),
+        ));
+    }
+    Ok(Prepared {
+        id: id.to_string(),
+        dir,
+        fs,
+        root,
+        spec,
+        plan,
+        fuse,
+    })
+}
+
+/// `strata run`: returns the exit status strata should exit with (the container's, or 0 when detached).
+pub fn run(cfg: RunConfig) -> Result<i32, ContainerError> {
+    let id = cfg.name.clone().unwrap_or_else(state::new_id);
+    let dir = cfg.state_root.claim(&id)?;
+    if cfg.detach {
+        return detach(cfg, id, dir);
+    }
+    let r = run_claimed(&cfg, &id, dir, &mut |_| {});
+    if r.is_err() {
+        let _ = cfg.state_root.remove(&id);
+    }
+    r
+}
+
+/// The rest of `run` once the name is claimed. `started` is told when the command is running (Ok) or
+/// failed to start (Err, with the exit status and message).
+fn run_claimed(
+    cfg: &RunConfig,
+    id: &str,
+    dir: PathBuf,
+    started: &mut dyn FnMut(Result<(), (i32, String)>),
+) -> Result<i32, ContainerError> {
+    let mut ph = Phases::default();
+    ph.start("prepare");
+    let p = match prepare(cfg, id, dir) {
+        Ok(p) => p,
+        Err(e) => {
+            started(Err((e.exit_code(), e.to_string())));
+            return Err(e);
+        }
+    };
+
+    ph.start("cgroup");
+    let mut held = Held::default();
+    let r = start_and_wait(cfg, &p, &mut ph, &mut held, started);
+    ph.start("teardown");
+    // The OOM killer sends SIGKILL: only then is the (several-file) OOM counter worth reading.
+    let killed = matches!(&r, Ok((137, _)));
+    let oom = killed && held.cgroup.as_ref().is_some_and(|c| c.oom_killed());
+    held.release();
+    let (code, mut st) = match r {
+        Ok(x) => x,
+        Err(e) => {
+            ph.write_if_requested();
+            return Err(e);
+        }
+    };
+    // An OOM kill is reported as such and exits 137, as Docker does.
+    let code = if oom {
+        eprintln!("strata: container {} was killed: out of memory", p.id);
+        137
+    } else {
+        code
+    };
+    if cfg.auto_remove {
+        cfg.state_root.remove(&p.id)?;
+    } else {
+        st.status = Status::Exited;
+        st.exit_code = Some(code);
+        st.oom_killed = oom;
+        cfg.state_root.save(&st)?;
+    }
+    ph.write_if_requested();
+    Ok(code)
+}
+
+/// What a container holds outside its namespaces while it runs; released in every outcome.
+#[derive(Default)]
+struct Held {
+    cgroup: Option<crate::cgroups::ContainerCgroup>,
+    bridge: Option<crate::network::Bridge>,
+    server: Option<strata_overlayfs::Server>,
+}
+
+impl Held {
+    /// Kills what is left in the cgroup and removes it, deletes the veth, stops the FUSE server. Errors
+    /// are reported, not fatal: the container's status is what strata exits with.
+    fn release(&mut self) {
+        if let Some(cg) = self.cgroup.take() {
+            if let Err(e) = cg.kill_all().and_then(|()| cg.remove()) {
+                eprintln!("strata: removing the container's cgroup: {e}");
+            }
+        }
+        if let Some(b) = self.bridge.take() {
+            if let Err(e) = b.teardown() {
+                eprintln!("strata: removing the container's network: {e}");
+            }
+        }
+        if let Some(s) = self.server.take() {
+            if let Err(e) = s.stop() {
+                eprintln!("strata: stopping the FUSE rootfs server: {e}");
+            }
+        }
+    }
+}
+
+/// Creates the cgroup, clones, sets up the network, releases the child and waits for it. Everything
+/// acquired is recorded in `held` so the caller releases it whatever happens.
+fn start_and_wait(
+    cfg: &RunConfig,
+    p: &Prepared,
+    ph: &mut Phases,
+    held: &mut Held,
+    started: &mut dyn FnMut(Result<(), (i32, String)>),
+) -> Result<(i32, State), ContainerError> {
+    let fail = |e: ContainerError, started: &mut dyn FnMut(Result<(), (i32, String)>)| {
+        started(Err((e.exit_code(), e.to_string())));
+        e
+    };
+    let cgroup =
+        match crate::cgroups::ContainerCgroup::create(&cfg.cgroup_parent, &p.id, &cfg.resources) {
+            Ok(c) => held.cgroup.insert(c),
+            Err(e) => return Err(fail(e.into(), started)),
+        };
+    let cgroup_fd = cgroup.v2_dir_fd();
+    let mut forwarder = SignalForwarder::install().map_err(ProcessError::Wait)?;
+
+    ph.start("namespaces");
+    let spawned = process::spawn(&p.plan, cgroup_fd.as_ref().map(|f| f.as_fd()))
+        .map_err(|e| fail(e.into(), started))?;
+    let pid = spawned.pid;
+    let mut setup = || -> Result<(), ContainerError> {
+        if cgroup_fd.is_none() {
+            cgroup.add_task(pid.as_raw())?;
+        }
+        if p.plan.namespaces.creates(Kind::User) {
+            setup_userns(p, &spawned)?;
+        }
+        if cfg.net == NetMode::Bridge {
+            held.bridge = Some(crate::network::Bridge::setup(
+                &p.id,
+                pid.as_raw(),
+                cfg.net_rate,
+            )?);
+        }
+        Ok(())
+    };
+    if let Err(e) = setup() {
+        abort_child(pid);
+        return Err(fail(e, started));
+    }
+    let mut st = State {
+        id: p.id.clone(),
+        status: Status::Running,
+        pid: pid.as_raw(),
+        pid_start: state::process_start_time(pid.as_raw()).unwrap_or(0),
+        monitor_pid: std::process::id() as i32,
+        monitor_start: state::process_start_time(std::process::id() as i32).unwrap_or(0),
+        created_unix: state::now_unix(),
+        image: cfg.image.clone(),
+        fs: p.fs.name().to_string(),
+        rootfs: p.root.clone(),
+        command: p
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|pr| pr.args().clone())
+            .unwrap_or_default(),
+        exit_code: None,
+        oom_killed: false,
+        cgroup: Some((cfg.cgroup_parent.clone(), p.id.clone())),
+        bridge: held.bridge.is_some(),
+        auto_remove: cfg.auto_remove,
+        namespaces: Kind::ALL
+            .iter()
+            .filter(|k| {
+                p.plan.namespaces.isolates(**k) || (**k == Kind::Cgroup && p.plan.unshare_cgroupns)
+            })
+            .map(|k| k.to_string())
+            .collect(),
+    };
+
+    ph.start("rootfs");
+    // The child mounts the rootfs, /proc, /dev …, reports the time, sets up security and execs; the
+    // parent sees exec as the socket's EOF.
+    let server = &mut held.server;
+    let released = spawned.release(|fd| {
+        let config = p
+            .fuse
+            .clone()
+            .ok_or_else(|| "unexpected FUSE fd".to_string())?;
+        let mut s = strata_overlayfs::serve_fd(config, fd)
+            .map_err(|e| format!("serving the FUSE rootfs: {e}"))?;
+        // Lets stop() abort the connection even if something keeps the mount alive.
+        s.attach_mountpoint(
+            &PathBuf::from(format!("/proc/{pid}/root"))
+                .join(p.root.strip_prefix("/").unwrap_or(&p.root)),
+        );
+        *server = Some(s);
+        Ok(())
+    });
+    match released {
+        Ok(rootfs_done) if rootfs_done > 0 => {
+            ph.split_at(rootfs_done, "exec");
+            ph.finish();
+        }
+        Ok(_) => ph.start("exec"),
+        Err(e) => {
+            // The child reported the failure and exited (or is killed now); reap it so nothing is left.
+            abort_child(pid);
+            return Err(fail(e.into(), started));
+        }
+    }
+
+    // The state says "running" only once the command runs (a signal sent earlier could hit a pid 1
+    // without handlers); until then the claimed directory has no state.json and gc leaves it alone.
+    ph.start("state");
+    let saved = cfg.state_root.save(&st).and_then(|()| {
+        p.spec
+            .save(p.dir.join("config.json"))
+            .map_err(|e| StateError::Io {
+                id: p.id.clone(),
+                err: std::io::Error::other(e.to_string()),
+            })
+    });
+    if let Err(e) = saved {
+        abort_child(pid);
+        return Err(fail(e.into(), started));
+    }
+    started(Ok(()));
+
+    ph.start("run");
+    let status = forwarder.wait(pid).map_err(ProcessError::Wait)?;
+    st.status = Status::Exited;
+    Ok((status.code(), st))
+}
+
+/// Writes the child's id maps from the spec and, for a bind rootfs, gives it an idmapped copy of the
+/// rootfs mount so files owned by host root appear owned by the container's root.
+fn setup_userns(p: &Prepared, spawned: &process::Spawned) -> Result<(), ContainerError> {
+    let linux = p.spec.linux().as_ref();
+    let fmt = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
+        maps.into_iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect()
+    };
+    let uid_map = fmt(linux.and_then(|l| l.uid_mappings().as_ref()));
+    let gid_map = fmt(linux.and_then(|l| l.gid_mappings().as_ref()));
+    spawned.write_id_maps(&uid_map, &gid_map)?;
+    if p.fs == FsMode::Bind {
+        let userns = std::fs::File::open(format!("/proc/{}/ns/user", spawned.pid))
+            .map_err(io("opening the container's user namespace"))?;
+        let tree = crate::sys::open_tree_clone(&p.root)
+            .map_err(io(format!("cloning the mount of {}", p.root.display())))?;
+        crate::sys::idmap_mount(tree.as_fd(), userns.as_fd()).map_err(io(format!(
+            "idmapping {} (needs a filesystem with idmapped-mount support)",
+            p.root.display()
+        )))?;
+        spawned.give_root_tree(tree)?;
+    }
+    Ok(())
+}
+
+/// Kills and reaps a child (one that failed or was never released).
+fn abort_child(pid: Pid) {
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = waitpid(pid, None);
+}
+
+/// `--detach`: a monitor process (a fork of strata, no re-exec) runs the container and waits for it; the
+/// foreground strata prints the id once the command runs (or the error) and exits.
+fn detach(cfg: RunConfig, id: String, dir: PathBuf) -> Result<i32, ContainerError> {
+    let (front, back) = process::sync::pair().map_err(ProcessError::Socket)?;
+    let front_raw = front.raw();
+    let log = dir.join("log");
+    let monitor = crate::sys::fork_run(|| {
+        let _ = nix::unistd::close(front_raw);
+        let _ = nix::unistd::setsid();
+        if let Err(e) = redirect_stdio(&log) {
+            let _ = back.send(&process::sync::Msg::Error {
+                code: 125,
+                message: e.to_string(),
+            });
+            return 125;
+        }
+        let mut started = |r: Result<(), (i32, String)>| {
+            let msg = match r {
+                Ok(()) => process::sync::Msg::Go,
+                Err((code, message)) => process::sync::Msg::Error {
+                    code: code as u8,
+                    message,
+                },
+            };
+            let _ = back.send(&msg);
+        };
+        let r = run_claimed(&cfg, &id, dir.clone(), &mut started);
+        if r.is_err() {
+            let _ = cfg.state_root.remove(&id);
+        }
+        r.unwrap_or(125)
+    })
+    .map_err(io("forking the monitor"))?;
+    drop(back);
+    match front.recv() {
+        Ok(Some(process::sync::Msg::Go)) => {
+            println!("{id}");
+            Ok(0)
+        }
+        Ok(Some(process::sync::Msg::Error { code, message })) => {
+            let _ = waitpid(monitor, None);
+            Err(ProcessError::Child { code, message }.into())
+        }
+        _ => {
+            let _ = waitpid(monitor, None);
+            let _ = StateRoot::new(cfg.state_root.path.clone()).remove(&id);
+            Err(ProcessError::ChildVanished.into())
+        }
+    }
+}
+
+/// The monitor's stdin is /dev/null and its (and the container's) stdout/stderr go to the state dir's log.
+fn redirect_stdio(log: &std::path::Path) -> Result<(), ContainerError> {
+    use std::os::fd::AsFd;
+    let null = std::fs::File::open("/dev/null").map_err(io("opening /dev/null"))?;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(io(format!("opening {}", log.display())))?;
+    let err = |e: nix::errno::Errno| ContainerError::Io {
+        what: "redirecting stdio".into(),
+        err: e.into(),
+    };
+    nix::unistd::dup2_stdin(null.as_fd()).map_err(err)?;
+    nix::unistd::dup2_stdout(out.as_fd()).map_err(err)?;
+    nix::unistd::dup2_stderr(out.as_fd()).map_err(err)?;
+    Ok(())
+}

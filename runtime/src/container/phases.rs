@@ -1,0 +1,79 @@
+//! Start-up phase timestamps for the bench: always recorded (a vDSO clock read each), written as JSON only
+//! when `STRATA_PHASES=FILE` is set, so there is one code path either way.
+
+use nix::time::{ClockId, clock_gettime};
+
+#[derive(Debug, Default)]
+pub struct Phases {
+    done: Vec<(&'static str, u64, u64)>,
+    current: Option<(&'static str, u64)>,
+}
+
+pub fn now_ns() -> u64 {
+    clock_gettime(ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+impl Phases {
+    /// Ends the current phase (if any) and starts `name`.
+    pub fn start(&mut self, name: &'static str) {
+        let t = now_ns();
+        self.finish_at(t);
+        self.current = Some((name, t));
+    }
+
+    /// Ends the current phase at `t` (a timestamp taken elsewhere, e.g. by the child) and starts `name` there.
+    pub fn split_at(&mut self, t: u64, name: &'static str) {
+        self.finish_at(t);
+        self.current = Some((name, t));
+    }
+
+    pub fn finish(&mut self) {
+        self.finish_at(now_ns());
+    }
+
+    fn finish_at(&mut self, t: u64) {
+        if let Some((n, s)) = self.current.take() {
+            self.done.push((n, s, t));
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        let items: Vec<String> = self
+            .done
+            .iter()
+            .map(|(n, s, e)| format!("{{\"name\":\"{n}\",\"start_ns\":{s},\"end_ns\":{e}}}"))
+            .collect();
+        format!("{{\"phases\":[{}]}}", items.join(","))
+    }
+
+    /// Writes the phases to `$STRATA_PHASES` when set; errors are reported on stderr, never fatal.
+    pub fn write_if_requested(&mut self) {
+        self.finish();
+        if let Some(path) = std::env::var_os("STRATA_PHASES") {
+            if let Err(e) = std::fs::write(&path, self.to_json()) {
+                eprintln!(
+                    "strata: writing phases to {}: {e}",
+                    std::path::Path::new(&path).display()
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn phases_are_ordered_json() {
+        let mut p = super::Phases::default();
+        p.start("a");
+        p.start("b");
+        p.finish();
+        let v: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
+        let ph = v["phases"].as_array().unwrap();
+        assert_eq!(ph.len(), 2);
+        assert_eq!(ph[0]["name"], "a");
+        assert!(ph[0]["end_ns"].as_u64() <= ph[1]["start_ns"].as_u64());
+    }
+}

@@ -1,0 +1,194 @@
+//! The container process's side, from clone3 to exec. Runs in a fork-like copy of a single-threaded strata,
+//! so ordinary code is fine here; every step that can fail reports "what: why" to the parent and exits with
+//! 125 (setup), 126 (cannot execute) or 127 (not found).
+
+use std::ffi::CStr;
+
+use nix::errno::Errno;
+use nix::sched::setns;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::stat::{Mode, umask};
+use nix::unistd::{Gid, Uid, sethostname, setresgid, setresuid, setsid};
+
+use super::sync::{Channel, Msg};
+use super::{ChildPlan, ExecPlan};
+use crate::namespaces::Kind;
+
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+fn setup<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Failure {
+    move |e| Failure {
+        code: 125,
+        message: format!("{what}: {e}"),
+    }
+}
+
+/// Entry point of the cloned child; returns the exit status on failure (exec never returns on success).
+pub fn main(plan: &ChildPlan, chan: &Channel) -> i32 {
+    match run(plan, chan) {
+        Ok(()) => 0,
+        Err(f) => {
+            let _ = chan.send(&Msg::Error {
+                code: f.code,
+                message: f.message,
+            });
+            i32::from(f.code)
+        }
+    }
+}
+
+fn run(plan: &ChildPlan, chan: &Channel) -> Result<(), Failure> {
+    // Die with strata: a container whose monitor is gone has nobody serving its rootfs or reaping it.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    let mut root_tree = None;
+    loop {
+        match chan.recv() {
+            Ok(Some(Msg::Go)) => break,
+            Ok(Some(Msg::RootTree(fd))) => root_tree = Some(fd),
+            // The parent gave up (or died) before releasing us: leave quietly.
+            _ => crate::sys::exit_now(125),
+        }
+    }
+    setsid().map_err(setup("setsid"))?;
+    if plan.unshare_cgroupns {
+        // On cgroup v1 the parent moved us into the container's cgroup after clone; a cgroup namespace
+        // created now is rooted there (clone3 would have rooted it at strata's own cgroup).
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(setup("creating the cgroup namespace"))?;
+    }
+
+    for (kind, fd) in &plan.join_fds {
+        setns(fd, kind.flag()).map_err(|e| Failure {
+            code: 125,
+            message: format!("joining {kind} namespace: {e}"),
+        })?;
+    }
+    if plan.namespaces.creates(Kind::User) {
+        // The parent wrote our uid/gid maps before releasing us; become root of the new user namespace.
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .map_err(setup("setgid in user namespace"))?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .map_err(setup("setuid in user namespace"))?;
+    }
+
+    let old_umask = umask(Mode::empty());
+    if let Some(fuse) = &plan.fuse_mount {
+        nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(setup("making / private"))?;
+        let fd = fuse().map_err(|e| Failure {
+            code: 125,
+            message: format!("mounting the FUSE rootfs: {e}"),
+        })?;
+        chan.send(&Msg::FuseFd(fd))
+            .map_err(setup("handing the FUSE fd to strata"))?;
+        match chan.recv() {
+            Ok(Some(Msg::Go)) => {}
+            _ => crate::sys::exit_now(125),
+        }
+    }
+    if let Some(rootfs) = &plan.rootfs {
+        rootfs.enter(root_tree).map_err(|e| Failure {
+            code: 125,
+            message: e.to_string(),
+        })?;
+    }
+    umask(old_umask);
+    let _ = chan.send(&Msg::RootfsDone(crate::container::phases::now_ns()));
+
+    if let Some(h) = &plan.hostname {
+        sethostname(h).map_err(setup("setting the hostname"))?;
+    }
+    if plan.loopback {
+        crate::network::loopback_up().map_err(setup("bringing up loopback"))?;
+    }
+    enter_workdir(&plan.exec)?;
+    plan.security.apply().map_err(|e| Failure {
+        code: 125,
+        message: e.to_string(),
+    })?;
+    // Credential changes cleared the parent-death signal; set it again for the container's lifetime.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+
+    if plan.init {
+        return super::init::run(&plan.exec, chan);
+    }
+    Err(exec(&plan.exec))
+}
+
+fn enter_workdir(exec: &ExecPlan) -> Result<(), Failure> {
+    if nix::unistd::chdir(&exec.cwd).is_ok() {
+        return Ok(());
+    }
+    // Docker creates a missing working directory.
+    std::fs::create_dir_all(&exec.cwd).map_err(|e| Failure {
+        code: 125,
+        message: format!("creating working directory {}: {e}", exec.cwd.display()),
+    })?;
+    nix::unistd::chdir(&exec.cwd).map_err(|e| Failure {
+        code: 125,
+        message: format!("entering working directory {}: {e}", exec.cwd.display()),
+    })
+}
+
+/// Marks inherited fds close-on-exec, restores the signal mask and execs the first runnable candidate.
+/// Returns only on failure, with Docker's status: 127 when nothing was found, 126 when found but not
+/// executable.
+pub fn exec(plan: &ExecPlan) -> Failure {
+    if let Err(e) = crate::sys::cloexec_from(3) {
+        return Failure {
+            code: 125,
+            message: format!("closing inherited fds: {e}"),
+        };
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    let argv: Vec<*const libc::c_char> = plan
+        .argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: Vec<*const libc::c_char> = plan
+        .env
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let mut denied: Option<(&CStr, std::io::Error)> = None;
+    let mut other: Option<(&CStr, std::io::Error)> = None;
+    for path in &plan.candidates {
+        let err = crate::sys::execve_raw(path, &argv, &envp);
+        match Errno::from_raw(err.raw_os_error().unwrap_or(0)) {
+            Errno::ENOENT | Errno::ENOTDIR => {}
+            Errno::EACCES | Errno::EPERM => denied = denied.or(Some((path, err))),
+            _ => other = other.or(Some((path, err))),
+        }
+    }
+    let has_slash = plan.arg0.contains('/');
+    match (denied, other) {
+        (Some((p, e)), _) => Failure {
+            code: 126,
+            message: format!("cannot execute {}: {e}", p.to_string_lossy()),
+        },
+        (None, Some((p, e))) => Failure {
+            code: 126,
+            message: format!("cannot execute {}: {e}", p.to_string_lossy()),
+        },
+        (None, None) if has_slash => Failure {
+            code: 127,
+            message: format!("{}: no such file or directory in the container", plan.arg0),
+        },
+        (None, None) => Failure {
+            code: 127,
+            message: format!("{}: executable file not found in $PATH", plan.arg0),
+        },
+    }
+}

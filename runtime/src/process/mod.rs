@@ -1,0 +1,214 @@
+//! Process creation: one clone3 with all namespace flags, parent <-> child sync over a socketpair, the
+//! child's setup path, exec, waiting and signal forwarding.
+//!
+//! Init choice: the container's command is exec'd directly as pid 1 of its pid namespace (as Docker, runc
+//! and crun do by default). The kernel then only delivers signals pid 1 has handlers for, so strata's
+//! forwarded SIGTERM/SIGINT/SIGHUP reach programs that handle them, and `strata kill` defaults to SIGKILL,
+//! which always works. With `--init`, strata's built-in init ([`init`]) stays pid 1 instead: it runs the
+//! command as pid 2, forwards every signal to it, reaps zombies and exits with the command's status.
+
+mod child;
+pub mod init;
+pub mod sync;
+mod wait;
+
+use std::ffi::CString;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use crate::namespaces::{Kind, NamespacePlan};
+use crate::{rootfs, security};
+
+pub use wait::{ExitStatus, SignalForwarder};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("clone3: {0}")]
+    Clone(std::io::Error),
+    #[error("creating the sync socket: {0}")]
+    Socket(Errno),
+    #[error("talking to the container process: {0}")]
+    Sync(Errno),
+    #[error("opening namespace {path}: {err}")]
+    OpenNamespace { path: PathBuf, err: std::io::Error },
+    #[error("{message}")]
+    Child { code: u8, message: String },
+    #[error("the container process exited during setup")]
+    ChildVanished,
+    #[error("the spec has no process")]
+    NoProcess,
+    #[error("argument or environment contains a NUL byte")]
+    Nul,
+    #[error("user namespace: {0}")]
+    IdMap(String),
+    #[error("waiting for the container: {0}")]
+    Wait(Errno),
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::RootfsError),
+    #[error(transparent)]
+    Security(#[from] security::SecurityError),
+}
+
+/// How to find and run the command, prepared in the parent.
+#[derive(Debug, Clone)]
+pub struct ExecPlan {
+    pub argv: Vec<CString>,
+    pub env: Vec<CString>,
+    /// Paths to try in order: the command itself when it contains a '/', else each $PATH directory + it.
+    pub candidates: Vec<CString>,
+    pub cwd: PathBuf,
+    pub arg0: String,
+}
+
+impl ExecPlan {
+    pub fn new(args: &[String], env: &[String], cwd: PathBuf) -> Result<ExecPlan, ProcessError> {
+        let cstr = |s: &str| CString::new(s).map_err(|_| ProcessError::Nul);
+        let arg0 = args.first().cloned().unwrap_or_default();
+        let candidates = if arg0.contains('/') {
+            vec![cstr(&arg0)?]
+        } else {
+            let path = crate::spec::env_get(env, "PATH")
+                .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+            path.split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| cstr(&format!("{}/{arg0}", d.trim_end_matches('/'))))
+                .collect::<Result<_, _>>()?
+        };
+        Ok(ExecPlan {
+            argv: args.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
+            env: env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?,
+            candidates,
+            cwd,
+            arg0,
+        })
+    }
+
+    pub fn from_spec(spec: &Spec) -> Result<ExecPlan, ProcessError> {
+        let p = spec.process().as_ref().ok_or(ProcessError::NoProcess)?;
+        ExecPlan::new(
+            p.args().as_deref().unwrap_or_default(),
+            p.env().as_deref().unwrap_or_default(),
+            p.cwd().clone(),
+        )
+    }
+}
+
+/// Everything the child needs, computed before clone so the child's path does no parsing.
+pub struct ChildPlan {
+    pub namespaces: NamespacePlan,
+    /// Opened `--join` namespaces, in setns order.
+    pub join_fds: Vec<(Kind, OwnedFd)>,
+    /// None for `exec` (joining an existing container's mount namespace).
+    pub rootfs: Option<rootfs::Plan>,
+    pub hostname: Option<String>,
+    pub security: security::Plan,
+    pub exec: ExecPlan,
+    /// Set loopback up in a new network namespace.
+    pub loopback: bool,
+    /// Create the cgroup namespace after being moved into the cgroup (cgroup v1), not in clone3.
+    pub unshare_cgroupns: bool,
+    /// Run strata's tiny init as pid 1 with the command as its child.
+    pub init: bool,
+    /// Mount the FUSE rootfs in the child (after the rootfs plan's private propagation) and hand the fd to
+    /// the parent.
+    pub fuse_mount: Option<Box<dyn Fn() -> Result<OwnedFd, String>>>,
+}
+
+impl ChildPlan {
+    pub fn open_joins(join: &[(Kind, PathBuf)]) -> Result<Vec<(Kind, OwnedFd)>, ProcessError> {
+        join.iter()
+            .map(|(k, p)| {
+                std::fs::File::open(p)
+                    .map(|f| (*k, OwnedFd::from(f)))
+                    .map_err(|err| ProcessError::OpenNamespace {
+                        path: p.clone(),
+                        err,
+                    })
+            })
+            .collect()
+    }
+}
+
+/// The parent's handle on a freshly cloned child that is waiting for [`Spawned::release`].
+pub struct Spawned {
+    pub pid: Pid,
+    chan: sync::Channel,
+}
+
+/// Clones the container process with every namespace of the plan at once (into `cgroup` on cgroup v2) and
+/// leaves it waiting for [`Spawned::release`]. Must be called while strata is single-threaded.
+pub fn spawn(plan: &ChildPlan, cgroup: Option<BorrowedFd<'_>>) -> Result<Spawned, ProcessError> {
+    let (parent_end, child_end) = sync::pair().map_err(ProcessError::Socket)?;
+    let parent_raw = parent_end.raw();
+    let flags = plan.namespaces.new.bits() as u64;
+    let pid = crate::sys::clone3_run(flags, cgroup, || {
+        // The child must not keep the parent's end open, or it would never see end-of-file.
+        let _ = nix::unistd::close(parent_raw);
+        child::main(plan, &child_end)
+    })
+    .map_err(ProcessError::Clone)?;
+    drop(child_end);
+    Ok(Spawned {
+        pid,
+        chan: parent_end,
+    })
+}
+
+impl Spawned {
+    /// Writes the child's uid and gid maps (it waits in its new user namespace until released).
+    pub fn write_id_maps(&self, uid_map: &str, gid_map: &str) -> Result<(), ProcessError> {
+        let w = |file: &str, map: &str| {
+            std::fs::write(format!("/proc/{}/{file}", self.pid), map)
+                .map_err(|e| ProcessError::IdMap(format!("writing {file} \"{}\": {e}", map.trim())))
+        };
+        w("uid_map", uid_map)?;
+        w("gid_map", gid_map)
+    }
+
+    /// Hands the child a detached mount to use as its rootfs (before [`Spawned::release`]).
+    pub fn give_root_tree(&self, tree: OwnedFd) -> Result<(), ProcessError> {
+        self.chan
+            .send(&sync::Msg::RootTree(tree))
+            .map_err(ProcessError::Sync)
+    }
+
+    /// Lets the child run its setup. For a FUSE rootfs `serve` is called with the /dev/fuse fd the child
+    /// mounted; it must start serving before returning. Returns once the command is exec'd (the sync socket
+    /// reached end-of-file) or with the child's error. Returns when the child reported its rootfs ready
+    /// (CLOCK_MONOTONIC ns; 0 when it has no rootfs step).
+    pub fn release(
+        self,
+        mut serve: impl FnMut(OwnedFd) -> Result<(), String>,
+    ) -> Result<u64, ProcessError> {
+        self.chan.send(&sync::Msg::Go).map_err(ProcessError::Sync)?;
+        let mut rootfs_done = 0;
+        loop {
+            match self.chan.recv().map_err(ProcessError::Sync)? {
+                None => return Ok(rootfs_done),
+                Some(sync::Msg::RootfsDone(t)) => rootfs_done = t,
+                Some(sync::Msg::Error { code, message }) => {
+                    return Err(ProcessError::Child { code, message });
+                }
+                Some(sync::Msg::FuseFd(fd)) => {
+                    if let Err(message) = serve(fd) {
+                        return Err(ProcessError::Child { code: 125, message });
+                    }
+                    self.chan.send(&sync::Msg::Go).map_err(ProcessError::Sync)?;
+                }
+                Some(sync::Msg::Go | sync::Msg::RootTree(_)) => {
+                    return Err(ProcessError::Sync(Errno::EBADMSG));
+                }
+            }
+        }
+    }
+}
+
+/// The exit status strata reports for a child error code (125 strata/setup, 126 cannot execute, 127 not
+/// found), as Docker does.
+pub fn is_exec_error(code: u8) -> bool {
+    code == 126 || code == 127
+}

@@ -1,0 +1,227 @@
+//! The container's filesystem: the rootfs (bind | kernel overlay | strata-overlayfs), the spec's mounts
+//! (/proc, /dev, /sys …), device nodes, pivot_root, masked and read-only paths.
+//!
+//! [`Plan`] is built in the parent from the spec (all parsing and allocation happens there); the child only
+//! walks it with [`Plan::enter`] inside its new mount namespace.
+
+mod dev;
+mod mounts;
+
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::unistd::{chdir, pivot_root};
+use oci_spec::runtime::Spec;
+
+pub use mounts::{MountEntry, parse_options};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("{what}: {errno}")]
+    Sys { what: String, errno: Errno },
+    #[error("mount target {0} is a symlink in the rootfs; refusing to follow it")]
+    SymlinkTarget(PathBuf),
+    #[error("spec has no root path")]
+    NoRoot,
+}
+
+pub(crate) fn sys(what: impl FnOnce() -> String) -> impl FnOnce(Errno) -> RootfsError {
+    move |errno| RootfsError::Sys {
+        what: what(),
+        errno,
+    }
+}
+
+/// How the directory that becomes `/` is obtained.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// `root` is a plain directory, bind-mounted onto itself.
+    Bind,
+    /// Kernel overlayfs mounted on `root` with these mount options (lowerdir/upperdir/workdir).
+    Overlay { options: String },
+    /// Already mounted on `root` (strata-overlayfs) by the time [`Plan::enter`] runs.
+    Premounted,
+}
+
+/// Everything the child does to its mount namespace, in order.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub source: Source,
+    pub root: PathBuf,
+    pub mounts: Vec<MountEntry>,
+    /// Create device nodes with mknod (root in the host user namespace) or bind them from the host
+    /// (inside a user namespace, where mknod is not allowed).
+    pub mknod_devices: bool,
+    pub masked: Vec<PathBuf>,
+    pub readonly_paths: Vec<PathBuf>,
+    pub readonly_root: bool,
+}
+
+impl Plan {
+    /// Builds the plan from the spec. `own_netns` tells whether sysfs can be mounted fresh (sysfs needs a
+    /// network namespace owned by the container's user namespace); otherwise the host's /sys is bound.
+    pub fn from_spec(
+        spec: &Spec,
+        source: Source,
+        userns: bool,
+        own_netns: bool,
+    ) -> Result<Plan, RootfsError> {
+        let root = spec.root().as_ref().ok_or(RootfsError::NoRoot)?;
+        let mut entries = Vec::new();
+        for m in spec.mounts().as_deref().unwrap_or_default() {
+            let mut e = MountEntry::from_oci(m);
+            if e.fstype.as_deref() == Some("sysfs") && userns && !own_netns {
+                e = e.as_rbind_of("/sys");
+            }
+            entries.push(e);
+        }
+        let linux = spec.linux().as_ref();
+        let paths = |v: Option<&Vec<String>>| {
+            v.into_iter()
+                .flatten()
+                .map(PathBuf::from)
+                .collect::<Vec<_>>()
+        };
+        Ok(Plan {
+            source,
+            root: root.path().clone(),
+            mounts: entries,
+            mknod_devices: !userns,
+            masked: paths(linux.and_then(|l| l.masked_paths().as_ref())),
+            readonly_paths: paths(linux.and_then(|l| l.readonly_paths().as_ref())),
+            readonly_root: root.readonly().unwrap_or(false),
+        })
+    }
+
+    /// Runs in the child, in its new mount namespace: makes propagation private, mounts the rootfs and the
+    /// spec's mounts under it, pivots into it and detaches the old root, then masks paths.
+    ///
+    /// `root_tree`, when given, is a detached (idmapped) mount of the rootfs made by the parent; it is
+    /// attached instead of bind-mounting the directory.
+    pub fn enter(&self, root_tree: Option<std::os::fd::OwnedFd>) -> Result<(), RootfsError> {
+        use std::os::fd::AsFd;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(sys(|| "making / private".into()))?;
+        match &self.source {
+            Source::Bind if root_tree.is_some() => {
+                let tree = root_tree
+                    .as_ref()
+                    .map(|t| t.as_fd())
+                    .ok_or(RootfsError::NoRoot)?;
+                crate::sys::move_mount_to(tree, &self.root).map_err(|e| RootfsError::Sys {
+                    what: format!("attaching the idmapped rootfs on {}", self.root.display()),
+                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                })?
+            }
+            Source::Bind => mount(
+                Some(&self.root),
+                &self.root,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(sys(|| {
+                format!("bind-mounting rootfs {}", self.root.display())
+            }))?,
+            Source::Overlay { options } => mount(
+                Some("overlay"),
+                &self.root,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(options.as_str()),
+            )
+            .map_err(sys(|| {
+                format!("mounting overlay on {}", self.root.display())
+            }))?,
+            Source::Premounted => {}
+        }
+        chdir(&self.root).map_err(sys(|| format!("entering rootfs {}", self.root.display())))?;
+
+        for m in &self.mounts {
+            m.mount_relative()?;
+            if m.is_dev_tmpfs() {
+                dev::populate(self.mknod_devices)?;
+            }
+        }
+
+        pivot_root(".", ".").map_err(sys(|| "pivot_root".into()))?;
+        umount2(".", MntFlags::MNT_DETACH).map_err(sys(|| "detaching the old root".into()))?;
+        chdir("/").map_err(sys(|| "chdir /".into()))?;
+
+        for p in &self.masked {
+            mask(p)?;
+        }
+        for p in &self.readonly_paths {
+            make_readonly(p)?;
+        }
+        if self.readonly_root {
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .map_err(sys(|| "remounting / read-only".into()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Hides `path`: /dev/null over a file, an empty read-only tmpfs over a directory; absent paths are fine.
+fn mask(path: &Path) -> Result<(), RootfsError> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let r = if meta.is_dir() {
+        mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            Some("size=0,mode=755"),
+        )
+    } else {
+        mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+    };
+    r.map_err(sys(|| format!("masking {}", path.display())))
+}
+
+/// Bind-mounts `path` onto itself read-only; absent paths are fine.
+fn make_readonly(path: &Path) -> Result<(), RootfsError> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    let what = || format!("making {} read-only", path.display());
+    mount(
+        Some(path),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys(what))?;
+    // The flags a user namespace locks on the underlying mount (nosuid, nodev, noexec) must be repeated.
+    let locked = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(
+        None::<&str>,
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked,
+        None::<&str>,
+    )
+    .map_err(sys(what))
+}

@@ -1,0 +1,74 @@
+//! loopback_up in a fresh network namespace (unshared by one thread of this test).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+
+use strata_runtime::network::{interface_is_up, loopback_up};
+
+#[test]
+fn loopback_comes_up_in_a_fresh_netns() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (it unshares a network namespace)"
+    );
+    // A network namespace is per thread: this thread's namespace dies with it.
+    std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+        assert!(
+            !interface_is_up("lo").unwrap(),
+            "lo starts down in a new namespace"
+        );
+        // With lo down there is no route even to 127.0.0.1.
+        let early = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(
+            TcpStream::connect(early.local_addr().unwrap()).is_err(),
+            "127.0.0.1 must not carry traffic before lo is up"
+        );
+        drop(early);
+
+        loopback_up().unwrap();
+        assert!(interface_is_up("lo").unwrap());
+        // Only lo exists in the namespace.
+        let devs: Vec<String> = std::fs::read_to_string("/proc/thread-self/net/dev")
+            .unwrap()
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next().map(|s| s.trim().to_string()))
+            .collect();
+        assert_eq!(devs, vec!["lo".to_string()]);
+        // And it carries traffic.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(&buf).unwrap();
+        });
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"hello").unwrap();
+        let mut back = [0u8; 5];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"hello");
+        t.join().unwrap();
+        // Idempotent.
+        loopback_up().unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn missing_interface_is_an_error_not_a_panic() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (it unshares a network namespace)"
+    );
+    std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+        assert!(interface_is_up("nonexistent0").is_err());
+        assert!(interface_is_up("this-name-is-far-too-long").is_err());
+    })
+    .join()
+    .unwrap();
+}

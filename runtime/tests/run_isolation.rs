@@ -1,0 +1,250 @@
+//! One test per isolation property of `strata run` with default namespaces and a bind rootfs.
+
+mod common;
+use common::Env;
+
+#[test]
+fn hostname_differs_from_the_host() {
+    let env = Env::new();
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let name = common::unique("h");
+    let out = env.sh(&["--hostname", &name], "hostname");
+    assert_eq!(out.trim(), name);
+    assert_ne!(out.trim(), host);
+    assert_eq!(env.sh(&[], "hostname").trim(), "strata");
+}
+
+#[test]
+fn only_loopback_in_the_network_namespace() {
+    let env = Env::new();
+    let out = env.sh(&[], "ls /sys/class/net; ip -o link show lo");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("lo"), "{out}");
+    assert!(
+        lines.next().is_some_and(|l| l.contains("UP")),
+        "loopback is not up: {out}"
+    );
+    assert!(lines.next().is_none(), "more than lo: {out}");
+}
+
+#[test]
+fn command_is_pid_1() {
+    let env = Env::new();
+    assert_eq!(env.sh(&[], "echo $$").trim(), "1");
+    // Only the container's processes are visible.
+    let ps = env.sh(&[], "ls /proc | grep -c '^[0-9]'");
+    assert!(ps.trim().parse::<u32>().unwrap() <= 3, "{ps}");
+}
+
+#[test]
+fn host_mounts_are_invisible_and_rootfs_is_pivoted() {
+    let env = Env::new();
+    let out = env.sh(&[], "cat /proc/self/mountinfo");
+    let tmp = env.tmp.path().to_string_lossy().into_owned();
+    for line in out.lines() {
+        let mp = line.split(' ').nth(4).unwrap();
+        assert!(
+            ["/", "/proc", "/dev", "/sys"]
+                .iter()
+                .any(|p| mp == *p || mp.starts_with(&format!("{p}/")) || *p == "/" && mp == "/"),
+            "unexpected mount in the container: {line}"
+        );
+        assert!(!mp.contains(&tmp), "host path visible: {line}");
+    }
+    assert!(out.lines().count() < 40, "too many mounts: {out}");
+    assert_eq!(
+        common::host_mounts_mentioning(&tmp),
+        0,
+        "the container's mounts leaked into the host"
+    );
+    // The old root is detached: nothing of the host's / is reachable.
+    let ls = env.sh(&[], "ls /");
+    assert!(!ls.contains("work") && ls.contains("bin"), "{ls}");
+}
+
+#[test]
+fn proc_sys_is_read_only_and_paths_are_masked() {
+    let env = Env::new();
+    let out = env.sh(&[], "echo 1 > /proc/sys/kernel/ns_last_pid && echo WROTE || echo DENIED; wc -c < /proc/timer_list; ls /sys/firmware | wc -l; touch /sys/x 2>/dev/null && echo SYSRW || echo SYSRO");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, ["DENIED", "0", "0", "SYSRO"], "{out}");
+}
+
+#[test]
+fn dev_has_the_standard_nodes() {
+    let env = Env::new();
+    let out = env.sh(&[], "ls /dev; readlink /dev/fd; readlink /dev/ptmx; echo x > /dev/null && head -c 4 /dev/zero | wc -c");
+    for n in [
+        "null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "mqueue", "fd",
+        "stdin", "stdout", "stderr",
+    ] {
+        assert!(out.lines().any(|l| l == n), "/dev/{n} missing: {out}");
+    }
+    assert!(
+        out.contains("/proc/self/fd") && out.contains("pts/ptmx") && out.trim_end().ends_with('4'),
+        "{out}"
+    );
+}
+
+#[test]
+fn capabilities_are_dockers_default_set() {
+    let env = Env::new();
+    let caps = |extra: &[&str]| env.sh(extra, "grep -E '^Cap(Eff|Bnd|Inh|Amb)' /proc/self/status");
+    let out = caps(&[]);
+    assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
+    assert!(out.contains("CapBnd:\t00000000a80425fb"), "{out}");
+    assert!(
+        out.contains("CapInh:\t0000000000000000") && out.contains("CapAmb:\t0000000000000000"),
+        "{out}"
+    );
+    // --cap-add NET_ADMIN (bit 12), --cap-drop CHOWN (bit 0)
+    let out = caps(&["--cap-add", "NET_ADMIN", "--cap-drop", "chown"]);
+    assert!(out.contains("CapEff:\t00000000a80435fa"), "{out}");
+    let out = caps(&["--cap-drop", "ALL"]);
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+    // A non-root user gets no effective capabilities.
+    let out = caps(&["--user", "1000"]);
+    assert!(
+        out.contains("CapEff:\t0000000000000000") && out.contains("CapBnd:\t00000000a80425fb"),
+        "{out}"
+    );
+}
+
+#[test]
+fn no_new_privs_and_seccomp_filter() {
+    let env = Env::new();
+    let out = env.sh(&[], "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; mount -t tmpfs x /tmp 2>&1; unshare -n true 2>&1; echo done");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    assert!(
+        out.contains("Operation not permitted") || out.contains("permission denied"),
+        "mount/unshare not refused: {out}"
+    );
+    assert!(out.contains("done"));
+}
+
+#[test]
+fn user_env_workdir_and_read_only() {
+    let env = Env::new();
+    let out = env.sh(
+        &[
+            "--user",
+            "user",
+            "--env",
+            "FOO=bar",
+            "--workdir",
+            "/home/user",
+        ],
+        "id -u; id -g; id -G; echo $FOO; pwd; echo $HOSTNAME",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["1000", "1000", "1000 2000", "bar", "/home/user", "strata"],
+        "{out}"
+    );
+    let out = env.sh(&["--user", "1234:99"], "id -u; id -g");
+    assert_eq!(out, "1234\n99\n");
+    let out = env.sh(
+        &["--read-only"],
+        "touch /x 2>/dev/null && echo RW || echo RO; touch /dev/shm/x && echo SHM",
+    );
+    assert_eq!(out, "RO\nSHM\n");
+    let bad = env.run(&["--rm", "--user", "nobody-here"], &["true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(
+        common::stderr(&bad).contains("nobody-here"),
+        "{}",
+        common::stderr(&bad)
+    );
+}
+
+#[test]
+fn shared_and_joined_namespaces() {
+    let env = Env::new();
+    let host_net = std::fs::read_link("/proc/self/ns/net")
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let out = env.sh(&["--share", "net"], "readlink /proc/self/ns/net");
+    assert_eq!(out.trim(), host_net);
+    let out = env.sh(
+        &["--join", "uts=/proc/self/ns/uts", "--hostname", "ignored"],
+        "readlink /proc/self/ns/uts",
+    );
+    let host_uts = std::fs::read_link("/proc/self/ns/uts")
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(out.trim(), host_uts);
+}
+
+#[test]
+fn userns_maps_root_to_an_unprivileged_range_with_an_idmapped_rootfs() {
+    let env = Env::new();
+    let out = env.sh(
+        &["--userns"],
+        "id -u; cat /proc/self/uid_map; stat -c '%u %g' /bin/busybox; touch /tmp/by-root && stat -c %u /tmp/by-root; grep CapEff /proc/self/status",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0");
+    let map: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(map[0], "0");
+    assert_ne!(map[1], "0", "container root is host root");
+    // Host-root files appear owned by the container's root, and what it writes is owned by host root on
+    // disk (the idmapped mount translates both ways).
+    assert_eq!(lines[2], "0 0");
+    assert_eq!(lines[3], "0");
+    assert!(lines[4].ends_with("00000000a80425fb"));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(env.rootfs.join("tmp/by-root"))
+            .unwrap()
+            .uid(),
+        0
+    );
+    // The host sees the container's processes under the mapped uid.
+    let name = common::unique("uns");
+    let d = env.run(
+        &["-d", "--userns", "--name", &name],
+        &["/bin/sleep", "1000"],
+    );
+    assert!(d.status.success(), "{}", common::stderr(&d));
+    let pid = common::wait_running(&env, &name)["pid"].as_i64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        !uid_line.split_whitespace().nth(1).unwrap().eq("0"),
+        "{uid_line}"
+    );
+    let out = env
+        .strata()
+        .args([
+            "exec",
+            &name,
+            "--",
+            "/bin/sh",
+            "-c",
+            "id -u; readlink /proc/self/ns/user",
+        ])
+        .output()
+        .unwrap();
+    let want = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    assert_eq!(
+        common::stdout(&out),
+        format!("0\n{}\n", want.display()),
+        "{}",
+        common::stderr(&out)
+    );
+    assert!(
+        env.strata()
+            .args(["rm", "-f", &name])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Unsupported combinations fail cleanly.
+    let bad = env.run(&["--rm", "--userns", "--fs", "fuse"], &["true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    env.assert_nothing_left();
+}
