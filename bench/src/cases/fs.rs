@@ -30,10 +30,10 @@ struct Shape {
 fn shape(suite: Suite) -> Shape {
     match suite {
         Suite::Quick => Shape {
-            files: 3000,
+            files: 1500,
             big_dir: 10_000,
-            large_mib: 32,
-            tar_files: 1000,
+            large_mib: 16,
+            tar_files: 500,
         },
         _ => Shape {
             files: 9000,
@@ -418,8 +418,8 @@ pub fn groups(suite: Suite) -> Vec<Group> {
         .map(|&w| {
             let mut g = Group::new(Family::Fs, w.name(), w.method(s)).reference("kernel-overlayfs");
             let cap = match (suite, w.heavy()) {
-                (Suite::Quick, true) => 3,
-                (Suite::Quick, false) => 5,
+                (Suite::Quick, true) => 2,
+                (Suite::Quick, false) => 4,
                 (_, true) => 10,
                 (_, false) => 25,
             };
