@@ -81,6 +81,9 @@ fn run() -> anyhow::Result<ExitCode> {
             let dir = out.unwrap_or_else(|| recorder::default_out_dir(&results));
             report::write_all(&dir, &results)
                 .with_context(|| format!("writing {}", dir.display()))?;
+            if let Some(g) = results.groups.iter().find(|g| g.id() == "startup/true") {
+                println!("{}", report::markdown::startup_section(g));
+            }
             println!("{}", dir.join("report.md").display());
         }
         Cmd::Report { dir } => {

@@ -45,12 +45,17 @@ pub fn tool_version(cmd: &str, args: &[&str]) -> String {
             } else {
                 out.stdout
             };
-            String::from_utf8_lossy(&text)
+            let text = String::from_utf8_lossy(&text);
+            // Prefer the line naming the tool (fuse-overlayfs prints fusermount3's version first).
+            let name = Path::new(cmd)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or(cmd);
+            let line = text
                 .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string()
+                .find(|l| l.contains(name))
+                .or_else(|| text.lines().next());
+            line.unwrap_or("").trim().to_string()
         }
         Err(e) => format!("not found: {e}"),
     }

@@ -83,6 +83,7 @@ struct Slot {
 
 /// Run one group under `plan` and return its results (skips and failures included, with reasons).
 pub fn run_group(group: &mut Group, plan: Plan, progress: &Progress) -> GroupResult {
+    let started = Instant::now();
     let plan = plan.for_group(group);
     let id = group.id();
     progress.start_group(&id);
@@ -153,6 +154,7 @@ pub fn run_group(group: &mut Group, plan: Plan, progress: &Progress) -> GroupRes
         method: group.method.clone(),
         unit: "ns".into(),
         references: group.references.clone(),
+        duration_s: started.elapsed().as_secs_f64(),
         cases,
         ratios,
     }
@@ -274,6 +276,7 @@ pub fn run_suite(opts: &SuiteOptions) -> crate::report::json::Results {
         .collect();
     progress.finish();
     drop(groups);
+    crate::cases::fs::release_fixture();
     crate::subjects::cleanup();
     Results {
         schema: SCHEMA_ID.into(),

@@ -85,14 +85,97 @@ pub fn run_checked(cmd: &mut Command, what: &str) -> CaseResult<()> {
     }
 }
 
-/// The busybox rootfs shared by every subject of this process: bin/busybox plus applet links, and empty
-/// mount points. Removed by [`cleanup`].
+/// The rootfs shared by every startup subject of this process: the busybox test image from strata's store
+/// (a read-only kernel overlay of its layers, so all subjects run exactly the image Docker runs), or, when
+/// the store does not have it, this crate's own busybox directory. Removed by [`cleanup`].
 pub fn busybox_rootfs() -> CaseResult<&'static Path> {
-    static ROOTFS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    shared_rootfs().map(|r| r.path.as_path())
+}
+
+pub struct SharedRootfs {
+    pub path: PathBuf,
+    /// What it is, for the report.
+    pub source: String,
+    mounted: bool,
+}
+
+pub fn shared_rootfs() -> CaseResult<&'static SharedRootfs> {
+    static ROOTFS: OnceLock<Result<SharedRootfs, String>> = OnceLock::new();
     ROOTFS
-        .get_or_init(|| make_busybox_rootfs().map_err(|e| e.to_string()))
-        .as_deref()
+        .get_or_init(make_shared_rootfs)
+        .as_ref()
         .map_err(|e| CaseError::failed(format!("busybox rootfs: {e}")))
+}
+
+/// The store's layer dirs (top first) of the busybox image, or why there are none.
+pub fn image_layers() -> Result<(PathBuf, Vec<PathBuf>), String> {
+    use strata_runtime::image::Store;
+    let root = Store::default_root();
+    // Opening a store creates it: look first so a machine without one is left alone.
+    if !root.join("images").is_dir() {
+        return Err(format!(
+            "no strata image store at {} (scripts/setup imports the test images)",
+            root.display()
+        ));
+    }
+    let store = Store::open(&root).map_err(|e| e.to_string())?;
+    let rec = store
+        .get(IMAGE)
+        .map_err(|e| format!("{IMAGE} not in the store at {}: {e}", root.display()))?;
+    Ok((root, store.lower_dirs_top_first(&rec)))
+}
+
+/// How the startup subjects' rootfs is made, without making it.
+pub fn rootfs_description() -> String {
+    match image_layers() {
+        Ok((root, layers)) => {
+            format!(
+                "{IMAGE} from strata's store at {}: a read-only kernel overlay of its {} layers",
+                root.display(),
+                layers.len()
+            )
+        }
+        Err(why) => {
+            format!("this crate's busybox directory (/bin/busybox and applet links), because {why}")
+        }
+    }
+}
+
+fn make_shared_rootfs() -> Result<SharedRootfs, String> {
+    let source = rootfs_description();
+    match image_layers() {
+        Ok((_, layers)) => {
+            let path = own_dir().join("image-rootfs");
+            std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
+            let lower = layers
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(":");
+            let opts = format!("lowerdir={lower}");
+            nix::mount::mount(
+                Some("overlay"),
+                &path,
+                Some("overlay"),
+                nix::mount::MsFlags::MS_RDONLY,
+                Some(opts.as_str()),
+            )
+            .map_err(|e| format!("read-only overlay of {IMAGE}: {e}"))?;
+            Ok(SharedRootfs {
+                path,
+                source,
+                mounted: true,
+            })
+        }
+        Err(_) => {
+            let path = make_busybox_rootfs().map_err(|e| e.to_string())?;
+            Ok(SharedRootfs {
+                path,
+                source,
+                mounted: false,
+            })
+        }
+    }
 }
 
 fn own_dir() -> PathBuf {
@@ -131,6 +214,11 @@ fn make_busybox_rootfs() -> std::io::Result<PathBuf> {
 
 /// Remove what this process made (rootfs, bundles). Call once at the end of a run.
 pub fn cleanup() {
+    if let Ok(r) = shared_rootfs()
+        && r.mounted
+    {
+        let _ = nix::mount::umount2(&r.path, nix::mount::MntFlags::MNT_DETACH);
+    }
     let _ = std::fs::remove_dir_all(own_dir());
 }
 

@@ -161,21 +161,23 @@ impl Group {
     pub fn id(&self) -> String {
         format!("{}/{}", self.family, self.name)
     }
-    /// Whether `--only PATTERN` selects this group or one of its cases (substring of "family/name/subject").
+    /// Whether `--only PATTERN` selects this group or one of its cases: PATTERN is a prefix of
+    /// "family/group/subject" (so `fs` selects the fs family but not rootfs).
     pub fn matches(&self, pattern: &str) -> bool {
         let id = self.id();
-        id.contains(pattern)
-            || self
-                .cases
-                .iter()
-                .any(|c| format!("{id}/{}", c.subject()).contains(pattern))
+        id.starts_with(pattern)
+            || pattern.starts_with(&format!("{id}/"))
+                && self
+                    .cases
+                    .iter()
+                    .any(|c| format!("{id}/{}", c.subject()).starts_with(pattern))
     }
     /// Keep only the cases matching the pattern (all of them when the group id itself matches).
     pub fn retain_matching(&mut self, pattern: &str) {
         let id = self.id();
-        if !id.contains(pattern) {
+        if !id.starts_with(pattern) {
             self.cases
-                .retain(|c| format!("{id}/{}", c.subject()).contains(pattern));
+                .retain(|c| format!("{id}/{}", c.subject()).starts_with(pattern));
         }
     }
 }

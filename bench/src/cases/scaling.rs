@@ -26,7 +26,7 @@ const SUBJECTS: [Subject; 5] = [
 /// Docker's concurrent starts take seconds each on a small machine; beyond this N they exceed the suite's
 /// time budget and are reported as skipped.
 fn docker_max_n(suite: Suite) -> usize {
-    if suite == Suite::Quick { 4 } else { 16 }
+    if suite == Suite::Quick { 1 } else { 16 }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -273,7 +273,7 @@ fn netns_holders(n: usize) -> CaseResult<Vec<NsHolder>> {
 
 pub fn groups(suite: Suite) -> Vec<Group> {
     let (ns, cap, counts): (&[usize], usize, &[usize]) = match suite {
-        Suite::Quick => (&[1, 4], 3, &[0, 1000]),
+        Suite::Quick => (&[1, 4], 2, &[0, 1000]),
         Suite::Standard => (&[1, 2, 4, 16, 64], 10, &[0, 100, 1000]),
         Suite::Full => (&[1, 2, 4, 16, 64], 40, &[0, 100, 1000]),
     };
@@ -322,7 +322,7 @@ pub fn groups(suite: Suite) -> Vec<Group> {
             ),
         )
         .reference("floor")
-        .max_samples(cap.max(4));
+        .max_samples(cap.max(3));
         for s in SUBJECTS {
             g = g.case(WithFixture {
                 fixture: fixture.clone(),
@@ -344,7 +344,7 @@ pub fn groups(suite: Suite) -> Vec<Group> {
             format!("Startup (as startup/true) while {n} extra network namespaces are held by sleeping processes."),
         )
         .reference("floor")
-        .max_samples(cap.max(4));
+        .max_samples(cap.max(3));
         for s in SUBJECTS {
             g = g.case(WithFixture {
                 fixture: fixture.clone(),

@@ -59,7 +59,11 @@ pub const METHOD: &str = "Wall time from spawning the subject (clone for the flo
     (netns teardown is asynchronous). strata's parts are its own STRATA_PHASES timestamps.";
 
 pub fn groups(_suite: Suite) -> Vec<Group> {
-    let mut g = Group::new(Family::Startup, "true", METHOD)
+    let method = format!(
+        "{METHOD} Rootfs: {}.",
+        crate::subjects::rootfs_description()
+    );
+    let mut g = Group::new(Family::Startup, "true", method)
         .reference("floor")
         .reference("strata-kernel");
     for s in Subject::ALL {

@@ -73,6 +73,8 @@ pub struct GroupResult {
     /// Unit of every value in this group.
     pub unit: String,
     pub references: Vec<String>,
+    /// Wall time of the whole group (prepare, warm-up, samples, quiesce, teardown).
+    pub duration_s: f64,
     pub cases: Vec<CaseRecord>,
     /// subject ÷ reference, CI from paired resampling over interleaving rounds.
     pub ratios: Vec<RatioRecord>,

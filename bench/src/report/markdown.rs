@@ -125,6 +125,15 @@ fn extras(out: &mut String, g: &GroupResult) {
     }
 }
 
+/// The headline: startup of /bin/true per subject, with ratios (also printed by `strata-bench run`).
+pub fn startup_section(g: &GroupResult) -> String {
+    let mut out =
+        String::from("## Startup of /bin/true: floor / strata / crun / runc / docker\n\n");
+    stats_table(&mut out, g);
+    ratio_table(&mut out, g);
+    out
+}
+
 pub fn render(r: &Results, plots: &Plots) -> String {
     let mut out = String::new();
     let m = &r.machine;
@@ -152,12 +161,7 @@ pub fn render(r: &Results, plots: &Plots) -> String {
         .iter()
         .find(|g| g.family == Family::Startup && g.name == "true")
     {
-        let _ = writeln!(
-            out,
-            "## Startup of /bin/true: floor / strata / crun / runc / docker\n"
-        );
-        stats_table(&mut out, g);
-        ratio_table(&mut out, g);
+        out.push_str(&startup_section(g));
         if let Some(p) = &plots.startup_cdf {
             let _ = writeln!(out, "![startup CDF]({p})\n");
         }
@@ -220,7 +224,13 @@ pub fn render(r: &Results, plots: &Plots) -> String {
             let _ = writeln!(out, "![scaling]({p})\n");
         }
         for g in gs {
-            let _ = writeln!(out, "### {}\n\n{}\n", g.id(), g.method);
+            let _ = writeln!(
+                out,
+                "### {}\n\n{} (group took {:.1} s)\n",
+                g.id(),
+                g.method,
+                g.duration_s
+            );
             stats_table(&mut out, g);
             ratio_table(&mut out, g);
             extras(&mut out, g);

@@ -308,6 +308,18 @@ fn phases(path: &Path, g: &GroupResult) -> Result<(), String> {
             }
         }
     }
+    // Time order of strata's phases; unknown names after them.
+    const ORDER: [&str; 8] = [
+        "prepare",
+        "cgroup",
+        "namespaces",
+        "rootfs",
+        "exec",
+        "run",
+        "teardown",
+        "state",
+    ];
+    names.sort_by_key(|n| ORDER.iter().position(|o| o == n).unwrap_or(ORDER.len()));
     let max = cases
         .iter()
         .map(|c| {
@@ -331,7 +343,7 @@ fn phases(path: &Path, g: &GroupResult) -> Result<(), String> {
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(120)
-        .build_cartesian_2d(0.0..max * 1.1, -0.5f64..cases.len() as f64 - 0.5)
+        .build_cartesian_2d(0.0..max * 1.35, -0.5f64..cases.len() as f64 - 0.5)
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
