@@ -64,7 +64,10 @@ fn stats_json_shows_a_busy_container() {
     // so only a clear nonzero share is asserted), at most one CPU, and busier than the sleeper.
     let idle_cpu = idle_row["cpu_percent"].as_f64().unwrap();
     assert!(cpu > 1.0 && cpu < 110.0, "busy cpu {cpu}");
-    assert!(idle_cpu < 1.0 && idle_cpu < cpu, "idle cpu {idle_cpu}, busy {cpu}");
+    assert!(
+        idle_cpu < 1.0 && idle_cpu < cpu,
+        "idle cpu {idle_cpu}, busy {cpu}"
+    );
     assert_eq!(busy_row["memory_limit_bytes"], 256u64 << 20);
     assert_eq!(busy_row["pids_limit"], 100);
     assert!(busy_row["pids_current"].as_u64().unwrap() >= 1);
