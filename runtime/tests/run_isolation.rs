@@ -235,18 +235,7 @@ fn userns_maps_root_to_an_unprivileged_range_with_an_idmapped_rootfs() {
         !uid_line.split_whitespace().nth(1).unwrap().eq("0"),
         "{uid_line}"
     );
-    let out = env
-        .strata()
-        .args([
-            "exec",
-            &name,
-            "--",
-            "/bin/sh",
-            "-c",
-            "id -u; readlink /proc/self/ns/user",
-        ])
-        .output()
-        .unwrap();
+    let out = env.exec_sh(&name, "id -u; readlink /proc/self/ns/user");
     let want = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
     assert_eq!(
         common::stdout(&out),

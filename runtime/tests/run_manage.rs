@@ -153,18 +153,7 @@ fn exec_joins_every_namespace_of_the_container() {
         assert_ne!(line, &host, "{k} namespace is the host's");
     }
     // The joined process is in the container's cgroup in every hierarchy: the same lines as pid 1's.
-    let out = env
-        .strata()
-        .args([
-            "exec",
-            &name,
-            "--",
-            "/bin/sh",
-            "-c",
-            "cat /proc/1/cgroup; echo --; cat /proc/self/cgroup",
-        ])
-        .output()
-        .unwrap();
+    let out = env.exec_sh(&name, "cat /proc/1/cgroup; echo --; cat /proc/self/cgroup");
     assert!(out.status.success(), "{}", common::stderr(&out));
     let text = common::stdout(&out);
     let (init, joined) = text.split_once("--\n").expect("two cgroup listings");
@@ -173,18 +162,7 @@ fn exec_joins_every_namespace_of_the_container() {
         init, joined,
         "the exec'd process is not in the container's cgroup"
     );
-    let out = env
-        .strata()
-        .args([
-            "exec",
-            &name,
-            "--",
-            "/bin/sh",
-            "-c",
-            "hostname; ls /proc | grep -c '^[0-9]'; exit 6",
-        ])
-        .output()
-        .unwrap();
+    let out = env.exec_sh(&name, "hostname; ls /proc | grep -c '^[0-9]'; exit 6");
     assert_eq!(out.status.code(), Some(6));
     let lines: Vec<String> = common::stdout(&out).lines().map(str::to_string).collect();
     assert_eq!(lines[0], "inside");

@@ -18,18 +18,10 @@ fn bridge_network_connects_the_container_and_is_torn_down() {
     );
     assert!(d.status.success(), "{}", common::stderr(&d));
     common::wait_running(&env, &name);
-    let out = env
-        .strata()
-        .args([
-            "exec",
-            &name,
-            "--",
-            "/bin/sh",
-            "-c",
-            "ip -o -4 addr show eth0; ip route | grep default; ls /sys/class/net",
-        ])
-        .output()
-        .unwrap();
+    let out = env.exec_sh(
+        &name,
+        "ip -o -4 addr show eth0; ip route | grep default; ls /sys/class/net",
+    );
     let text = common::stdout(&out);
     let cidr = text
         .split_whitespace()

@@ -113,6 +113,14 @@ impl Env {
             .unwrap()
     }
 
+    /// `strata exec ID -- /bin/sh -c SCRIPT` with captured output (status not checked).
+    pub fn exec_sh(&self, id: &str, script: &str) -> Output {
+        self.strata()
+            .args(["exec", id, "--", "/bin/sh", "-c", script])
+            .output()
+            .unwrap()
+    }
+
     /// Runs `sh -c SCRIPT` in a `--rm` container and returns its stdout, asserting success.
     pub fn sh(&self, extra: &[&str], script: &str) -> String {
         let mut args = vec!["--rm"];
