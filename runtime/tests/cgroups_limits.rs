@@ -99,7 +99,13 @@ fn fork_bomb_stops_at_the_pids_limit() {
         max_seen <= limit as u64,
         "saw {max_seen} pids under a limit of {limit}"
     );
-    // The sleepers hold the stderr pipe open: kill everything before reading it.
+    // ash reports the refused fork and gives up: let it finish writing before anything is killed
+    // (killing it right at the limit raced with its message). Bounded; the stderr check judges.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bomb.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The sleepers hold the stderr pipe open: kill them before reading it.
     cg.kill_all().unwrap();
     assert!(cg.procs().is_empty());
     let _ = bomb.child.wait();
