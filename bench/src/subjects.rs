@@ -182,6 +182,34 @@ fn own_dir() -> PathBuf {
     std::env::temp_dir().join(format!("strata-bench-{}", std::process::id()))
 }
 
+/// Where the runtimes keep per-container state (strata's `--state-dir` with its upper/work dirs, runc's
+/// and crun's `--root`) and strata writes its phase files: a tmpfs this process mounts, as /run is on a
+/// standard host. On a disk every start and teardown would also pay that disk's metadata costs (on
+/// this machine kind /run is on the root ext4, mounted with online discard).
+static RUN_DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+fn run_dir() -> CaseResult<PathBuf> {
+    RUN_DIR
+        .get_or_init(|| {
+            let path = own_dir().join("run");
+            std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            nix::mount::mount(
+                Some("strata-bench-run"),
+                &path,
+                Some("tmpfs"),
+                nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+                Some("mode=0755"),
+            )
+            .map_err(|e| format!("mounting a tmpfs for state dirs at {}: {e}", path.display()))?;
+            Ok(path)
+        })
+        .clone()
+        .map_err(CaseError::failed)
+}
+
+pub const RUN_DIR_METHOD: &str = "State dirs (strata --state-dir, runc/crun --root) and strata's phase \
+    files are on a tmpfs the bench mounts, as /run is on a standard host.";
+
 fn make_busybox_rootfs() -> std::io::Result<PathBuf> {
     let busybox = Path::new("/bin/busybox");
     if !busybox.is_file() {
@@ -218,6 +246,9 @@ pub fn cleanup() {
         && r.mounted
     {
         let _ = nix::mount::umount2(&r.path, nix::mount::MntFlags::MNT_DETACH);
+    }
+    if let Some(Ok(run)) = RUN_DIR.get() {
+        let _ = nix::mount::umount2(run, nix::mount::MntFlags::MNT_DETACH);
     }
     let _ = std::fs::remove_dir_all(own_dir());
 }
@@ -298,7 +329,7 @@ impl Subject {
                     bin,
                     fs,
                     env: env.clone(),
-                    state: own_dir().join(unique_name("state")),
+                    state: run_dir()?.join(unique_name("state")),
                 })
             }
             Subject::Crun | Subject::Runc => {
@@ -327,7 +358,7 @@ impl Subject {
                 Arc::new(Oci {
                     bin,
                     bundle,
-                    state: own_dir().join(unique_name(&format!("{name}-state"))),
+                    state: run_dir()?.join(unique_name(&format!("{name}-state"))),
                     runc: self == Subject::Runc,
                     mnt_ns,
                     _holder: holder,
@@ -436,7 +467,7 @@ impl Strata {
 
 impl Starter for Strata {
     fn start(&self) -> CaseResult<Sample> {
-        let phases = own_dir().join(unique_name("phases.json"));
+        let phases = run_dir()?.join(unique_name("phases.json"));
         let mut cmd = self.command(&phases)?;
         let t = Instant::now();
         let r = run_checked(&mut cmd, &format!("strata run --fs {}", self.fs));

@@ -60,8 +60,9 @@ pub const METHOD: &str = "Wall time from spawning the subject (clone for the flo
 
 pub fn groups(_suite: Suite) -> Vec<Group> {
     let method = format!(
-        "{METHOD} Rootfs: {}.",
-        crate::subjects::rootfs_description()
+        "{METHOD} Rootfs: {}. {}",
+        crate::subjects::rootfs_description(),
+        crate::subjects::RUN_DIR_METHOD
     );
     let mut g = Group::new(Family::Startup, "true", method)
         .reference("floor")

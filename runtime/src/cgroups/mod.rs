@@ -1,8 +1,8 @@
 //! Container cgroups: detect v1 / hybrid / v2 at run time, create `<parent>/<name>` with limits,
 //! attach processes, read stats, kill everything inside, remove.
 //!
-//! v1 and hybrid hosts go through cgroups-rs (`hierarchies::auto()` creates the group in every v1
-//! hierarchy). Pure v2 hosts go through [`v2`], a small writer over a root path of our choosing:
+//! v1 and hybrid hosts go through cgroups-rs (the group is created in each v1 hierarchy whose
+//! controller the container uses). Pure v2 hosts go through [`v2`], a small writer over a root path of our choosing:
 //! cgroups-rs 0.5's v2 code hard-codes `/sys/fs/cgroup` and enables controllers in the root's
 //! `cgroup.subtree_control` (outside our parent, which we never touch), and a root path we choose lets
 //! tests run the real v2 code against the hybrid host's unified mount and against a tempdir.
@@ -205,7 +205,7 @@ enum Backend {
     V2(v2::V2Cgroup),
 }
 
-/// One container's cgroup `<parent>/<name>` (in every v1 hierarchy, or the one v2 hierarchy).
+/// One container's cgroup `<parent>/<name>` (in the v1 hierarchies it uses, or the one v2 hierarchy).
 pub struct ContainerCgroup {
     rel: String,
     backend: Backend,

@@ -1,5 +1,5 @@
-//! The cgroup v1 (and hybrid) backend on cgroups-rs: the group exists in every mounted v1
-//! hierarchy. Limits are set one by one through the controllers (not `Cgroup::apply`, which drops
+//! The cgroup v1 (and hybrid) backend on cgroups-rs: the group exists in each mounted v1 hierarchy
+//! whose controller the container uses (see [`controllers_for`]). Limits are set one by one through the controllers (not `Cgroup::apply`, which drops
 //! some write errors silently) so a rejected value is reported naming its limit.
 
 use std::path::{Path, PathBuf};
@@ -51,6 +51,20 @@ pub fn reference_dir(parent: &str) -> PathBuf {
         .find_map(|c| v1.get_mount_point(c))
         .map(|(point, _root)| point.join(parent))
         .unwrap_or_else(|| Path::new(super::CGROUP_ROOT).join("pids").join(parent))
+}
+
+/// The v1 controllers a container's group is created in: those of its limits and stats (memory, cpu,
+/// cpuacct, pids, blkio) and the freezer `kill_all` uses; cpuset only when it is pinned. A group in a
+/// hierarchy nothing reads or limits (devices without rules, cpuset unpinned, name=systemd) would cost
+/// a mkdir and an rmdir on every start for nothing — cpuset's mkdir even copies cpus/mems down.
+fn controllers_for(res: &Resources) -> Vec<String> {
+    let mut v: Vec<String> = ["memory", "cpu", "cpuacct", "pids", "blkio", "freezer"]
+        .map(String::from)
+        .into();
+    if res.cpuset.is_some() {
+        v.push("cpuset".into());
+    }
+    v
 }
 
 /// The io::Error under a cgroups-rs error, if any (its Display is a Debug dump).
@@ -122,7 +136,8 @@ impl V1Cgroup {
         // Validate with the same rules as v2 (and resolve devices) before creating anything.
         format::v2_writes(res)?;
         let throttles = format::resolve_throttles(res)?;
-        let cg = Cgroup::load(hierarchies::auto(), rel);
+        let cg =
+            Cgroup::load_with_specified_controllers(hierarchies::auto(), rel, controllers_for(res));
         // One stat instead of one per hierarchy (this is on every container start); a group left
         // half-created by a crash is reused, which is harmless.
         let first = cg
@@ -146,13 +161,20 @@ impl V1Cgroup {
         Ok(me)
     }
 
+    /// Opens the group in the hierarchies where it exists (which depend on the limits it was made with).
     pub fn open(rel: &str) -> Result<V1Cgroup> {
-        let cg = Cgroup::load(hierarchies::auto(), rel);
-        if !cg.exists() {
+        let present: Vec<String> = Cgroup::load(hierarchies::auto(), rel)
+            .subsystems()
+            .iter()
+            .filter(|s| s.to_controller().path().is_dir())
+            .map(|s| s.controller_name())
+            .collect();
+        if present.is_empty() {
             return Err(CgroupError::NotFound {
                 path: rel.to_string(),
             });
         }
+        let cg = Cgroup::load_with_specified_controllers(hierarchies::auto(), rel, present);
         Ok(V1Cgroup { cg })
     }
 
