@@ -71,17 +71,40 @@ pub fn run_checked(cmd: &mut Command, what: &str) -> CaseResult<()> {
     if out.status.success() {
         Ok(())
     } else {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let line = err
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim();
-        Err(CaseError::failed(format!(
-            "{what} exited with {}: {line}",
-            out.status
-        )))
+        Err(exit_failure(what, out.status, &String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// "WHAT exited with STATUS: <the last non-empty line of its stderr>".
+fn exit_failure(what: &str, status: std::process::ExitStatus, stderr: &str) -> CaseError {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    CaseError::failed(format!("{what} exited with {status}: {line}"))
+}
+
+/// Like [`run_checked`] (stdout discarded), also returning the process's peak RSS in bytes (wait4's
+/// rusage). Its stderr is read to the end first, so a chatty failure cannot block on a full pipe.
+pub fn run_checked_peak_rss(cmd: &mut Command, what: &str) -> CaseResult<u64> {
+    use std::io::Read;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| CaseError::failed(format!("{what}: {e}")))?;
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let (status, peak) = sys::wait_with_peak_rss(child.id()).map_err(CaseError::failed)?;
+    if status.success() {
+        Ok(peak)
+    } else {
+        Err(exit_failure(what, status, &err))
     }
 }
 
@@ -470,15 +493,15 @@ impl Starter for Strata {
         let phases = run_dir()?.join(unique_name("phases.json"));
         let mut cmd = self.command(&phases)?;
         let t = Instant::now();
-        let r = run_checked(&mut cmd, &format!("strata run --fs {}", self.fs));
+        let r = run_checked_peak_rss(&mut cmd, &format!("strata run --fs {}", self.fs));
         let value = t.elapsed();
-        r?;
+        let peak_rss = r?;
         let parts = read_phases(&phases);
         let _ = std::fs::remove_file(&phases);
         Ok(Sample {
             value,
             parts,
-            metrics: Vec::new(),
+            metrics: vec![("peak_rss_mib".into(), peak_rss as f64 / (1 << 20) as f64)],
         })
     }
 }
