@@ -71,7 +71,11 @@ pub fn run_checked(cmd: &mut Command, what: &str) -> CaseResult<()> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(exit_failure(what, out.status, &String::from_utf8_lossy(&out.stderr)))
+        Err(exit_failure(
+            what,
+            out.status,
+            &String::from_utf8_lossy(&out.stderr),
+        ))
     }
 }
 
