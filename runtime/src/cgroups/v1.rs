@@ -67,6 +67,32 @@ fn controllers_for(res: &Resources) -> Vec<String> {
     v
 }
 
+/// Current kernels set blk-throttle up on a disk's queue only when a first throttle rule names that disk,
+/// and v1 counts a group's IO (`blkio.throttle.io_service_bytes`, what `strata stats` reads) only on
+/// queues where it is set up: without this, a host where nobody ever throttled shows 0 bytes for every
+/// container. A no-limit rule ("MAJ:MIN 0", which stores nothing) sets the queue up without limiting
+/// anything. Best effort: a disk that refuses it only loses its IO figures. Virtual block devices
+/// (loop, ram, zram, nbd) and optical/floppy drives are left alone.
+fn enable_io_accounting(blkio_dir: &Path) {
+    let Ok(disks) = std::fs::read_dir("/sys/block") else {
+        return;
+    };
+    let file = blkio_dir.join("blkio.throttle.write_bps_device");
+    for disk in disks.flatten() {
+        let name = disk.file_name();
+        let name = name.to_string_lossy();
+        if ["loop", "ram", "zram", "nbd", "sr", "fd"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
+            continue;
+        }
+        if let Some(dev) = read_opt(&disk.path().join("dev")) {
+            let _ = std::fs::write(&file, format!("{} 0", dev.trim()));
+        }
+    }
+}
+
 /// The io::Error under a cgroups-rs error, if any (its Display is a Debug dump).
 fn rejected(
     limit: &'static str,
@@ -218,6 +244,10 @@ impl V1Cgroup {
             };
             pids.set_pid_max(v)
                 .map_err(|e| rejected("pids", "pids.max", p, e))?;
+        }
+        // Before the throttles: its no-limit rules would remove a limit written earlier.
+        if let Some(blk) = self.cg.controller_of::<BlkIoController>() {
+            enable_io_accounting(blk.path());
         }
         if res.io_weight.is_some() || !throttles.is_empty() {
             let blk: &BlkIoController = self.controller("io-weight")?;
