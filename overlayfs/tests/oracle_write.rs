@@ -321,8 +321,14 @@ fn hard_link_layers(root: &Path, _form: WhiteoutForm) -> Vec<PathBuf> {
     vec![l1, l2]
 }
 
-/// The merged view of the three aliases: (st_ino equal to d/x's, nlink, content) per live name.
-fn aliases(m: &Path) -> io::Result<Vec<(String, bool, u64, Vec<u8>)>> {
+/// One live alias: name, st_ino equal to the first live alias's, nlink, content.
+type Alias = (String, bool, u64, Vec<u8>);
+
+/// A step of a hard-link scenario: its name and what it does to a mount.
+type Step<'a> = (&'a str, &'a dyn Fn(&Path) -> io::Result<()>);
+
+/// The merged view of the aliases.
+fn aliases(m: &Path) -> io::Result<Vec<Alias>> {
     let first = ["d/x", "d/y", "e/z", "d/n", "d/q"]
         .iter()
         .find_map(|n| fs::metadata(m.join(n)).ok())
@@ -353,7 +359,7 @@ fn append(m: &Path, name: &str) -> io::Result<()> {
 /// Run `steps` on both mounts over `hard_link_layers`; after each one the aliases, the merged
 /// trees and at the end the upper layers (where the kernel keeps the copied-up aliases as one
 /// inode) must agree.
-fn hard_link_scenario(what: &str, steps: &[(&str, &dyn Fn(&Path) -> io::Result<()>)]) {
+fn hard_link_scenario(what: &str, steps: &[Step<'_>]) {
     let mut p = Pair::new(WhiteoutForm::Kernel, true, hard_link_layers);
     p.both(&format!("{what}: aliases before"), aliases);
     for (name, step) in steps {
@@ -404,7 +410,8 @@ fn hard_link_writes_match_kernel_index() {
                     .args(["-n", "user.k", "-v", "v"])
                     .arg(m.join("d/x"))
                     .status()?;
-                Ok(assert!(st.success(), "setfattr failed"))
+                assert!(st.success(), "setfattr failed");
+                Ok(())
             }),
         ],
     );
