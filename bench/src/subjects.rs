@@ -136,6 +136,11 @@ pub fn shared_rootfs() -> CaseResult<&'static SharedRootfs> {
 
 /// The store's layer dirs (top first) of the busybox image, or why there are none.
 pub fn image_layers() -> Result<(PathBuf, Vec<PathBuf>), String> {
+    image_layers_of(IMAGE)
+}
+
+/// The store root and the lower layer directories (top first) of `image` in strata's store.
+pub fn image_layers_of(image: &str) -> Result<(PathBuf, Vec<PathBuf>), String> {
     use strata_runtime::image::Store;
     let root = Store::default_root();
     // Opening a store creates it: look first so a machine without one is left alone.
@@ -147,8 +152,8 @@ pub fn image_layers() -> Result<(PathBuf, Vec<PathBuf>), String> {
     }
     let store = Store::open(&root).map_err(|e| e.to_string())?;
     let rec = store
-        .get(IMAGE)
-        .map_err(|e| format!("{IMAGE} not in the store at {}: {e}", root.display()))?;
+        .get(image)
+        .map_err(|e| format!("{image} not in the store at {}: {e}", root.display()))?;
     Ok((root, store.lower_dirs_top_first(&rec)))
 }
 

@@ -56,9 +56,71 @@ impl Overlay {
         if !self.writable() {
             return Err(Errno::EROFS);
         }
+        if !node.is_dir() && node.state.read().lower_nlink > 1 {
+            return self.copy_up_alias(node, with_data);
+        }
         if node.state.read().upper {
             return Ok(());
         }
+        self.copy_up_object(node, with_data)
+    }
+
+    /// Copy-up before an xattr change. Like the kernel, a hard-linked lower file whose inode is
+    /// already in the upper layer is changed there without linking the alias it came through.
+    pub fn copy_up_for_xattr(&self, node: &Arc<Node>) -> OpResult<()> {
+        if !node.is_dir() && node.state.read().upper && node.state.read().lower_nlink > 1 {
+            node.state.write().via = None;
+            return Ok(());
+        }
+        self.copy_up(node, true)
+    }
+
+    /// A hard-linked lower file, reached through the alias it was last looked up under: the
+    /// first time, copy it up under that name; later, link that name to the upper inode (the
+    /// kernel with index=on does the same, so the aliases stay one inode in the upper layer).
+    fn copy_up_alias(&self, node: &Arc<Node>, with_data: bool) -> OpResult<()> {
+        let via = node.state.write().via.take();
+        let primary = |s: &crate::inodes::NodeState, p: &Arc<Node>, n: &OsStr| {
+            s.parent.as_ref().is_some_and(|sp| Arc::ptr_eq(sp, p)) && s.name == n
+        };
+        if !node.state.read().upper {
+            if let Some((p, n)) = via {
+                let mut s = node.state.write();
+                if !s.upper && !primary(&s, &p, &n) {
+                    s.parent = Some(p);
+                    s.name = n;
+                }
+            }
+            self.copy_up_object(node, with_data)?;
+            let mut s = node.state.write();
+            s.lower_left = s.lower_left.saturating_sub(1);
+            return Ok(());
+        }
+        let Some((p, n)) = via else {
+            return Ok(());
+        };
+        if primary(&node.state.read(), &p, &n) {
+            return Ok(());
+        }
+        self.copy_up_dir(&p)?;
+        let _guard = node.copyup_lock.lock();
+        let udir = p.state.read().dir_fd(0).cloned().ok_or(Errno::EIO)?;
+        if !matches!(layers::probe(udir.as_fd(), &n), Ok(layers::Probe::Missing)) {
+            // Already in upper (linked earlier), or hidden: nothing to link.
+            return Ok(());
+        }
+        let l = self.upper_loc(node)?;
+        nix::unistd::linkat(l.dirfd(), &*l.name, udir.as_fd(), &*n, AtFlags::empty())?;
+        {
+            let mut s = node.state.write();
+            s.lower_left = s.lower_left.saturating_sub(1);
+        }
+        self.note_alias(node, &p, &n);
+        Ok(())
+    }
+
+    /// Copy a not-yet-copied `node` into the upper layer under its primary name.
+    fn copy_up_object(&self, node: &Arc<Node>, with_data: bool) -> OpResult<()> {
         let parent = node.state.read().parent.clone().ok_or(Errno::EIO)?;
         self.copy_up_dir(&parent)?;
         let _guard = node.copyup_lock.lock();

@@ -34,6 +34,13 @@ pub struct NodeState {
     /// Other names (hard links) this object was found under, so it stays reachable when its
     /// first name goes away.
     pub aliases: Vec<(Arc<Node>, OsString)>,
+    /// Hard-linked lower files: the name this node was last looked up under. FUSE opens and
+    /// setattrs carry no name, so a copy-up goes through this one, as the kernel copies up (or
+    /// links up, with index=on) the alias it was asked through.
+    pub via: Option<(Arc<Node>, OsString)>,
+    /// Hard-linked lower files: how many of the lower names are still visible and not yet in the
+    /// upper layer (copied or linked up, or whited out). nlink is the upper count plus these.
+    pub lower_left: u64,
 }
 
 impl NodeState {

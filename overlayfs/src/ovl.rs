@@ -139,6 +139,8 @@ impl Overlay {
                 unlinked: false,
                 lower_nlink: 1,
                 aliases: Vec::new(),
+                via: None,
+                lower_left: 0,
             },
         ));
         Ok(Overlay {
@@ -287,10 +289,11 @@ impl Overlay {
                 } else {
                     st.st_nlink as u32
                 }
-            } else if s.upper && s.lower.is_some() && s.lower_nlink > 1 {
-                // Hard links of a lower file stay one inode after copy-up (index=on semantics):
-                // the copied-up name counts once, the other lower names still count.
-                (st.st_nlink + s.lower_nlink - 1) as u32
+            } else if s.lower.is_some() && s.lower_nlink > 1 {
+                // Hard links of a lower file stay one inode across copy-up (index=on semantics):
+                // the names in upper plus the lower names still showing.
+                let upper = if s.upper { st.st_nlink } else { 0 };
+                (upper + s.lower_left) as u32
             } else {
                 st.st_nlink as u32
             };
@@ -344,7 +347,12 @@ impl Overlay {
 
     /// Cache time for `node`: long for objects only in (immutable) lower layers.
     pub fn ttl(&self, node: &Node) -> Duration {
-        if node.state.read().upper {
+        let s = node.state.read();
+        if !node.is_dir() && s.lower_nlink > 1 {
+            // Every path walk to a hard-linked lower file must reach us as a lookup: that is the
+            // only way to learn which alias a later open or setattr (they carry no name) is for.
+            Duration::ZERO
+        } else if s.upper {
             self.cfg.upper_ttl
         } else {
             self.cfg.lower_ttl
@@ -465,6 +473,12 @@ impl Overlay {
                         unlinked: false,
                         lower_nlink: lower.map(|l| l.1).unwrap_or(1),
                         aliases: Vec::new(),
+                        via: None,
+                        lower_left: match lower {
+                            Some((_, n)) if upper => n.saturating_sub(1),
+                            Some((_, n)) => n,
+                            None => 0,
+                        },
                     },
                 )
             },
@@ -472,6 +486,9 @@ impl Overlay {
         );
         if !node.is_dir() && node.state.read().upper == upper {
             self.note_alias(&node, parent, name);
+        }
+        if !node.is_dir() && node.state.read().lower_nlink > 1 {
+            node.state.write().via = Some((parent.clone(), name.to_owned()));
         }
         // A live node may already be copied up (a hard-link alias found in a lower layer): its
         // attributes come from where the node lives now.
@@ -528,6 +545,9 @@ impl Overlay {
                     s.name = n.clone();
                     s.aliases = alive[1..].to_vec();
                 }
+                // A hard-linked lower file not yet copied up still shows under its other lower
+                // names; its lower copy stays readable where it was.
+                None if !s.upper && s.lower_nlink > 1 && s.lower_left > 0 => {}
                 None => s.unlinked = true,
             }
         } else {

@@ -293,6 +293,8 @@ impl Overlay {
                         unlinked: false,
                         lower_nlink: 1,
                         aliases: Vec::new(),
+                        via: None,
+                        lower_left: 0,
                     },
                 )
             },
@@ -319,7 +321,21 @@ impl Overlay {
         }
         self.copy_up_dir(parent)?;
         let udir = parent.state.read().dir_fd(0).cloned().ok_or(Errno::EIO)?;
-        let in_upper = node.state.read().upper;
+        let (in_upper, hard_lower) = {
+            let s = node.state.read();
+            (s.upper, !node.is_dir() && s.lower_nlink > 1)
+        };
+        // A hard-linked lower file may be in upper under another alias but not under this name.
+        let in_upper = in_upper
+            && (!hard_lower
+                || matches!(
+                    layers::probe(udir.as_fd(), name),
+                    Ok(layers::Probe::Found(_))
+                ));
+        if hard_lower && !in_upper {
+            let mut s = node.state.write();
+            s.lower_left = s.lower_left.saturating_sub(1);
+        }
         let need_wh = self.lower_positive(parent, name)?;
         if in_upper {
             if need_wh && self.stack.whiteout == WhiteoutForm::Kernel {
@@ -412,6 +428,7 @@ impl Overlay {
                     (true, false) => return Err(Errno::ENOTDIR),
                     (false, true) => return Err(Errno::EISDIR),
                     (true, true) if !crate::dirs::is_empty(self, t)? => {
+                        self.mark_before_failed_move(&src, parent, name, newparent, t)?;
                         return Err(Errno::ENOTEMPTY);
                     }
                     _ => {}
@@ -499,6 +516,35 @@ impl Overlay {
         }
         self.moved(&src, parent, name, newparent, newname);
         Ok(())
+    }
+
+    /// The kernel checks a pure-upper target directory for emptiness only in the upper
+    /// filesystem's own rename, after it has already made a moving directory opaque for its new
+    /// merged parent; the marker stays although the rename fails with ENOTEMPTY. Do the same so
+    /// the upper layers agree. (A target with lower layers is checked first, before any change.)
+    fn mark_before_failed_move(
+        &self,
+        src: &Arc<Node>,
+        parent: &Arc<Node>,
+        name: &OsStr,
+        newparent: &Arc<Node>,
+        target: &Node,
+    ) -> OpResult<()> {
+        let pure_upper = |n: &Node| {
+            n.state
+                .read()
+                .dirs
+                .iter()
+                .all(|(l, _)| self.stack.is_upper(*l))
+        };
+        if !src.is_dir() || !pure_upper(target) || !Self::merged(newparent) {
+            return Ok(());
+        }
+        let sdir = parent.state.read().dir_fd(0).cloned();
+        match sdir {
+            Some(sdir) if pure_upper(src) => self.set_opaque(sdir.as_fd(), name),
+            _ => Ok(()),
+        }
     }
 
     /// Whether directory `d` merges several layers. A directory moved into such a parent is made
@@ -620,7 +666,7 @@ impl Overlay {
         if !self.writable() {
             return Err(Errno::EROFS);
         }
-        self.copy_up(node, true)?;
+        self.copy_up_for_xattr(node)?;
         let l = self.upper_loc(node)?;
         let n = if node.is_dir() {
             None
@@ -640,7 +686,7 @@ impl Overlay {
         }
         // Nothing to remove: fail before copying up.
         self.getxattr(node, name)?;
-        self.copy_up(node, true)?;
+        self.copy_up_for_xattr(node)?;
         let l = self.upper_loc(node)?;
         let n = if node.is_dir() {
             None

@@ -6,7 +6,7 @@ mod common;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::*;
 use nix::fcntl::{AT_FDCWD, RenameFlags};
@@ -307,4 +307,133 @@ fn changes_match_kernel_oci_layers() {
     if let Some(s) = p.strata.take() {
         s.stop();
     }
+}
+
+/// Lower layers with one file hard-linked three times (two names in one directory, one in
+/// another), under an upper-most lower layer that does not touch it.
+fn hard_link_layers(root: &Path, _form: WhiteoutForm) -> Vec<PathBuf> {
+    let (l1, l2) = (root.join("l1"), root.join("l2"));
+    write(&l1.join("top"), "top layer");
+    write(&l2.join("d/x"), "hello\n");
+    fs::create_dir_all(l2.join("e")).unwrap();
+    fs::hard_link(l2.join("d/x"), l2.join("d/y")).unwrap();
+    fs::hard_link(l2.join("d/x"), l2.join("e/z")).unwrap();
+    vec![l1, l2]
+}
+
+/// One live alias: name, st_ino equal to the first live alias's, nlink, content.
+type Alias = (String, bool, u64, Vec<u8>);
+
+/// A step of a hard-link scenario: its name and what it does to a mount.
+type Step<'a> = (&'a str, &'a dyn Fn(&Path) -> io::Result<()>);
+
+/// The merged view of the aliases.
+fn aliases(m: &Path) -> io::Result<Vec<Alias>> {
+    let first = ["d/x", "d/y", "e/z", "d/n", "d/q"]
+        .iter()
+        .find_map(|n| fs::metadata(m.join(n)).ok())
+        .map(|md| md.ino());
+    let mut out = Vec::new();
+    for n in ["d/x", "d/y", "e/z", "d/n", "d/q"] {
+        match fs::metadata(m.join(n)) {
+            Ok(md) => out.push((
+                n.to_string(),
+                Some(md.ino()) == first,
+                md.nlink(),
+                fs::read(m.join(n))?,
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+fn append(m: &Path, name: &str) -> io::Result<()> {
+    OpenOptions::new()
+        .append(true)
+        .open(m.join(name))?
+        .write_all(b"more\n")
+}
+
+/// Run `steps` on both mounts over `hard_link_layers`; after each one the aliases, the merged
+/// trees and at the end the upper layers (where the kernel keeps the copied-up aliases as one
+/// inode) must agree.
+fn hard_link_scenario(what: &str, steps: &[Step<'_>]) {
+    let mut p = Pair::new(WhiteoutForm::Kernel, true, hard_link_layers);
+    p.both(&format!("{what}: aliases before"), aliases);
+    for (name, step) in steps {
+        p.both(&format!("{what}: {name}"), step);
+        p.both(&format!("{what}: aliases after {name}"), aliases);
+        p.compare(&format!("{what}: after {name}"));
+    }
+    p.compare_uppers(what);
+}
+
+#[test]
+fn hard_link_writes_match_kernel_index() {
+    hard_link_scenario(
+        "write through each alias",
+        &[
+            ("append via d/y", &|m| append(m, "d/y")),
+            ("append via d/x", &|m| append(m, "d/x")),
+            ("chmod via e/z", &|m| {
+                fs::set_permissions(m.join("e/z"), fs::Permissions::from_mode(0o600))
+            }),
+            ("truncate via d/x", &|m| {
+                OpenOptions::new()
+                    .write(true)
+                    .open(m.join("d/x"))?
+                    .set_len(3)
+            }),
+        ],
+    );
+    hard_link_scenario(
+        "metadata change first, then O_TRUNC through another alias",
+        &[
+            ("chown via e/z", &|m| {
+                nx(nix::unistd::chown(
+                    &m.join("e/z"),
+                    Some(nix::unistd::Uid::from_raw(7)),
+                    None,
+                ))
+            }),
+            ("O_TRUNC write via d/y", &|m| {
+                OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(m.join("d/y"))?
+                    .write_all(b"new")
+            }),
+            ("setxattr via d/x", &|m| {
+                let st = std::process::Command::new("setfattr")
+                    .args(["-n", "user.k", "-v", "v"])
+                    .arg(m.join("d/x"))
+                    .status()?;
+                assert!(st.success(), "setfattr failed");
+                Ok(())
+            }),
+        ],
+    );
+}
+
+#[test]
+fn hard_link_removals_match_kernel_index() {
+    hard_link_scenario(
+        "unlink, link and rename of aliases",
+        &[
+            ("unlink lower alias d/x", &|m| {
+                fs::remove_file(m.join("d/x"))
+            }),
+            ("append via e/z", &|m| append(m, "e/z")),
+            ("link d/y to d/n", &|m| {
+                fs::hard_link(m.join("d/y"), m.join("d/n"))
+            }),
+            ("unlink d/y", &|m| fs::remove_file(m.join("d/y"))),
+            ("rename e/z to d/q", &|m| {
+                fs::rename(m.join("e/z"), m.join("d/q"))
+            }),
+            ("append via d/n", &|m| append(m, "d/n")),
+        ],
+    );
 }

@@ -175,7 +175,7 @@ impl Workload {
     fn method(self, s: Shape) -> String {
         let what = match self {
             Workload::WalkWarm => "recursive readdir + lstat of the whole tree, caches warm (a previous walk on the same mount)".to_string(),
-            Workload::WalkCold => "the same walk on a fresh mount (made untimed before the sample); the backing fs's page cache stays warm".into(),
+            Workload::WalkCold => "the same walk on a fresh mount made untimed before the sample, after which (still untimed) sync and echo 3 > /proc/sys/vm/drop_caches drop the page, dentry and inode caches, for every subject alike".into(),
             Workload::StatAll => "stat() of every file of the tree by path (list made once)".into(),
             Workload::Readdir10k => format!("readdir of a {}-entry directory from a lower layer", s.big_dir),
             Workload::CreateDelete1000 => "create 1000 files of 100 bytes in a new directory, then delete them and it; parts create and delete".into(),
@@ -198,6 +198,13 @@ impl Workload {
             Workload::SeqRead | Workload::SeqWrite | Workload::CopyUp | Workload::WalkCold
         )
     }
+}
+
+/// Make the next access cold: write back dirty data, then drop the page, dentry and inode caches.
+fn drop_caches() -> CaseResult<()> {
+    nix::unistd::sync();
+    std::fs::write("/proc/sys/vm/drop_caches", "3")
+        .map_err(|e| CaseError::failed(format!("echo 3 > /proc/sys/vm/drop_caches: {e}")))
 }
 
 fn walk(dir: &Path, count: &mut u64) -> std::io::Result<()> {
@@ -386,6 +393,9 @@ impl Case for FsCase {
         MountWorker::get()?.run(move || -> CaseResult<Sample> {
             if fresh {
                 let m = Mounted::mount(b, &fx.layers, bin.as_deref())?;
+                if w == Workload::WalkCold {
+                    drop_caches()?;
+                }
                 let r = run_workload(w, &m, &files, &fx.tarball, round);
                 drop(m);
                 r

@@ -5,6 +5,7 @@
 
 pub mod cgroups;
 pub mod fs;
+pub mod fsserver;
 pub mod namespaces;
 pub mod rootfs;
 pub mod scaling;
@@ -222,6 +223,7 @@ pub fn groups(suite: Suite) -> Vec<Group> {
     all.extend(cgroups::groups(suite));
     all.extend(rootfs::groups(suite));
     all.extend(fs::groups(suite));
+    all.extend(fsserver::groups(suite));
     all.extend(startup::groups(suite));
     all.extend(scaling::groups(suite));
     all

@@ -3,9 +3,9 @@
 
 use std::fmt::Write;
 
-use super::fmt_ns;
 use super::json::{GroupResult, Results, Status};
 use super::plots::Plots;
+use super::{fmt_bytes, fmt_metric, fmt_ns};
 use crate::cases::Family;
 use crate::stats::{DecisionRule, RESAMPLES, SEED};
 
@@ -117,10 +117,29 @@ fn extras(out: &mut String, g: &GroupResult) {
                 c.subject,
                 c.metrics
                     .iter()
-                    .map(|(k, s)| format!("{k} {:.1}", s.median))
+                    .map(|(k, s)| format!("{k} {}", fmt_metric(k, s.median)))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            // Byte metrics (memory) are listed per sample too, so growth over the run shows.
+            for k in c.metrics.keys().filter(|k| k.ends_with("_bytes")) {
+                let mut by_round: Vec<(usize, f64)> = c
+                    .samples
+                    .iter()
+                    .filter_map(|s| s.metrics.get(k).map(|v| (s.round, *v)))
+                    .collect();
+                by_round.sort_by_key(|(r, _)| *r);
+                let _ = writeln!(
+                    out,
+                    "{k} of **{}** per sample, in order: {}\n",
+                    c.subject,
+                    by_round
+                        .iter()
+                        .map(|(_, v)| fmt_bytes(*v))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
         }
     }
 }

@@ -70,3 +70,25 @@ pub fn fmt_ns(ns: f64) -> String {
     };
     format!("{v:.digits$} {unit}")
 }
+
+/// A byte count in binary units (metrics named `*_bytes`).
+pub fn fmt_bytes(b: f64) -> String {
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.2} GiB", b / (1u64 << 30) as f64)
+    } else if b >= (1u64 << 20) as f64 {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    } else if b >= 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else {
+        format!("{b:.0} B")
+    }
+}
+
+/// A metric value in its unit: names ending in `_bytes` are bytes, others plain numbers.
+pub fn fmt_metric(name: &str, v: f64) -> String {
+    if name.ends_with("_bytes") {
+        fmt_bytes(v)
+    } else {
+        format!("{v:.1}")
+    }
+}
