@@ -350,3 +350,51 @@ fn userns_with_fuse_rootfs_maps_ids_like_kernel_overlay() {
     assert_eq!(common::host_mounts_mentioning("rtg-uns"), 0);
     env.assert_nothing_left();
 }
+
+/// /sys/fs/cgroup shows the container's own cgroups (cgroup namespace root), read-only, as in Docker —
+/// with and without a user namespace (where v1 hierarchies are bound instead of mounted).
+#[test]
+fn sys_fs_cgroup_is_the_containers_own_cgroup_read_only() {
+    let env = Env::new();
+    let v2 = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/cgroup") && l.contains(" - cgroup2 "));
+    let (limit_file, want) = if v2 {
+        ("/sys/fs/cgroup/memory.max", "67108864")
+    } else {
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "67108864")
+    };
+    let script = format!(
+        "cat {limit_file}; grep -c . /sys/fs/cgroup/{procs}; \
+         if echo 1 > {limit_file}; then echo writable; fi; if touch /sys/fs/cgroup/x; then echo writable; fi; \
+         grep ' /sys/fs/cgroup' /proc/mounts | grep -vc ' ro,'",
+        procs = if v2 {
+            "cgroup.procs"
+        } else {
+            "pids/cgroup.procs"
+        }
+    );
+    for extra in [&[][..], &["--userns"][..]] {
+        let mut args = vec!["--memory", "64m"];
+        args.extend_from_slice(extra);
+        let out = env.run(
+            &[&["--rm"][..], &args[..]].concat(),
+            &["/bin/sh", "-c", &script],
+        );
+        let text = common::stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.first().copied(),
+            Some(want),
+            "{extra:?}: {text}\n{}",
+            common::stderr(&out)
+        );
+        // Only the container's processes (sh and grep) are in its cgroup: the view is rooted there.
+        assert_eq!(lines.get(1).copied(), Some("2"), "{extra:?}: {text}");
+        assert!(!text.contains("writable"), "{extra:?}: {text}");
+        // Every mount at or under /sys/fs/cgroup is read-only.
+        assert_eq!(lines.get(2).copied(), Some("0"), "{extra:?}: {text}");
+    }
+    env.assert_nothing_left();
+}

@@ -324,7 +324,13 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
             .new
             .remove(nix::sched::CloneFlags::CLONE_NEWCGROUP);
     }
-    let rootfs = rootfs::Plan::from_spec(&spec, source, userns, namespaces.creates(Kind::Net))?;
+    let rootfs = rootfs::Plan::from_spec(
+        &spec,
+        source,
+        userns,
+        namespaces.creates(Kind::Net),
+        &format!("{}/{id}", cfg.cgroup_parent),
+    )?;
     let plan = ChildPlan {
         join_fds: ChildPlan::open_joins(&namespaces.join)?,
         rootfs: namespaces.isolates(Kind::Mnt).then_some(rootfs),
