@@ -214,11 +214,14 @@ impl Overlay {
             }
         }
         copy_xattrs(src, stage, tmp, kind == FileType::Directory)?;
+        // The copy keeps the owner the file is shown with, stored as the upper layer stores it.
+        let uid = self.cfg.upper_disk_uid(self.cfg.uid_map.shown(st.st_uid));
+        let gid = self.cfg.upper_disk_gid(self.cfg.gid_map.shown(st.st_gid));
         nix::unistd::fchownat(
             stage,
             tmp,
-            Some(Uid::from_raw(st.st_uid)),
-            Some(Gid::from_raw(st.st_gid)),
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
             AtFlags::AT_SYMLINK_NOFOLLOW,
         )?;
         if kind != FileType::Symlink {

@@ -5,6 +5,7 @@ pub mod copyup;
 pub mod dirs;
 pub mod files;
 pub mod fs;
+pub mod idmap;
 pub mod inodes;
 pub mod layers;
 pub mod options;
@@ -15,9 +16,10 @@ pub mod stats;
 pub mod sys;
 pub mod write;
 
+pub use idmap::{IdMap, IdRange};
 pub use options::{Config, OptionsError, WhiteoutForm};
 pub use server::{
-    FuseMountOptions, MountError, ServeError, Server, cleanup_stale, mount, open_and_mount_fuse,
-    serve_fd,
+    FuseMountOptions, MountError, ServeError, Server, cleanup_stale, mount, mount_fuse_fd,
+    open_and_mount_fuse, open_dev_fuse, serve_fd,
 };
 pub use stats::OpStats;

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::idmap::IdMap;
+
 /// Which form of whiteout this mount writes when it removes a lower object. Both forms are always
 /// recognised when reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -47,6 +49,15 @@ pub struct Config {
     pub squash_uid: Option<u32>,
     /// See `squash_uid`.
     pub squash_gid: Option<u32>,
+    /// uid translation for every layer (fuse-overlayfs `uidmapping=DISK:SHOWN:LEN…`).
+    pub uid_map: IdMap,
+    /// gid translation for every layer (`gidmapping=`).
+    pub gid_map: IdMap,
+    /// uid translation for the upper layer only, overriding `uid_map` there (`upper_uidmapping=`): a
+    /// mount inside a user namespace over unshifted image layers whose upper layer holds host ids.
+    pub upper_uid_map: IdMap,
+    /// gid counterpart of `upper_uid_map` (`upper_gidmapping=`).
+    pub upper_gid_map: IdMap,
     /// Entry/attr cache time for objects that live only in lower layers (immutable).
     pub lower_ttl: Duration,
     /// Entry/attr cache time for objects in the upper layer.
@@ -73,6 +84,10 @@ impl Default for Config {
             fsync: true,
             squash_uid: None,
             squash_gid: None,
+            uid_map: IdMap::default(),
+            gid_map: IdMap::default(),
+            upper_uid_map: IdMap::default(),
+            upper_gid_map: IdMap::default(),
             lower_ttl: Duration::from_secs(86400),
             upper_ttl: Duration::from_secs(1),
             fsname: "strata-overlayfs".into(),
@@ -158,8 +173,6 @@ pub const IGNORED_OPTIONS: &[&str] = &[
     "threaded",
     "plugins",
     "xattr_permissions",
-    "uidmapping",
-    "gidmapping",
     "comment",
     "context",
     "fscontext",
@@ -249,6 +262,10 @@ fn unescape(s: &str) -> String {
     out
 }
 
+fn parse_map(key: &str, v: &str) -> Result<IdMap, OptionsError> {
+    IdMap::parse(v).map_err(|_| OptionsError::BadValue(key.into()))
+}
+
 fn parse_bool(key: &str, v: &str) -> Result<bool, OptionsError> {
     match v {
         "1" | "on" | "yes" | "true" => Ok(true),
@@ -320,6 +337,10 @@ impl Config {
                 }
                 "squash_to_uid" => self.squash_uid = Some(parse_num(&key, &val()?)?),
                 "squash_to_gid" => self.squash_gid = Some(parse_num(&key, &val()?)?),
+                "uidmapping" => self.uid_map = parse_map(&key, &val()?)?,
+                "gidmapping" => self.gid_map = parse_map(&key, &val()?)?,
+                "upper_uidmapping" => self.upper_uid_map = parse_map(&key, &val()?)?,
+                "upper_gidmapping" => self.upper_gid_map = parse_map(&key, &val()?)?,
                 "timeout" => {
                     let secs: f64 = parse_num(&key, &val()?)?;
                     if !(0.0..=1e9).contains(&secs) {
@@ -345,6 +366,42 @@ impl Config {
             return Err(OptionsError::UpperWithoutWork);
         }
         Ok(())
+    }
+
+    /// The uid a file stored with `disk` is shown with (`in_upper`: the file is in the upper layer).
+    pub fn shown_uid(&self, disk: u32, in_upper: bool) -> u32 {
+        match self.squash_uid {
+            Some(u) => u,
+            None if in_upper && !self.upper_uid_map.is_identity() => self.upper_uid_map.shown(disk),
+            None => self.uid_map.shown(disk),
+        }
+    }
+
+    /// See `shown_uid`.
+    pub fn shown_gid(&self, disk: u32, in_upper: bool) -> u32 {
+        match self.squash_gid {
+            Some(g) => g,
+            None if in_upper && !self.upper_gid_map.is_identity() => self.upper_gid_map.shown(disk),
+            None => self.gid_map.shown(disk),
+        }
+    }
+
+    /// The uid stored in the upper layer for a shown uid (new files, chown, copy-up).
+    pub fn upper_disk_uid(&self, shown: u32) -> u32 {
+        if self.upper_uid_map.is_identity() {
+            self.uid_map.disk(shown)
+        } else {
+            self.upper_uid_map.disk(shown)
+        }
+    }
+
+    /// See `upper_disk_uid`.
+    pub fn upper_disk_gid(&self, shown: u32) -> u32 {
+        if self.upper_gid_map.is_identity() {
+            self.gid_map.disk(shown)
+        } else {
+            self.upper_gid_map.disk(shown)
+        }
     }
 
     /// Whether the mount accepts changes.
@@ -384,5 +441,21 @@ mod tests {
             OptionsError::UpperWithoutWork
         );
         assert!(Config::from_mount_options("lowerdir=/a,threads=x").is_err());
+        assert!(Config::from_mount_options("lowerdir=/a,uidmapping=1:2").is_err());
+    }
+
+    #[test]
+    fn id_mappings_apply_per_layer() {
+        let c = Config::from_mount_options(
+            "lowerdir=/a,upperdir=/u,workdir=/w,uidmapping=0:10:100,gidmapping=0:20:100,upper_uidmapping=100000:0:65536",
+        )
+        .unwrap();
+        // Lower files through uidmapping, upper files through upper_uidmapping.
+        assert_eq!(c.shown_uid(5, false), 15);
+        assert_eq!(c.shown_uid(100005, true), 5);
+        assert_eq!(c.upper_disk_uid(5), 100005);
+        // No upper gid map: gidmapping applies to the upper layer too.
+        assert_eq!(c.shown_gid(5, true), 25);
+        assert_eq!(c.upper_disk_gid(25), 5);
     }
 }

@@ -281,7 +281,7 @@ impl Overlay {
                 UNIX_EPOCH - Duration::from_secs((-s) as u64) + Duration::from_nanos(ns as u64)
             }
         };
-        let (nlink, kind) = {
+        let (nlink, kind, in_upper) = {
             let s = node.state.read();
             let nlink = if node.is_dir() {
                 if s.dirs.len() > 1 {
@@ -297,7 +297,7 @@ impl Overlay {
             } else {
                 st.st_nlink as u32
             };
-            (nlink, node.kind)
+            (nlink, node.kind, s.upper)
         };
         FileAttr {
             ino: INodeNo(node.ino),
@@ -310,8 +310,8 @@ impl Overlay {
             kind,
             perm: (st.st_mode & 0o7777) as u16,
             nlink,
-            uid: self.cfg.squash_uid.unwrap_or(st.st_uid),
-            gid: self.cfg.squash_gid.unwrap_or(st.st_gid),
+            uid: self.cfg.shown_uid(st.st_uid, in_upper),
+            gid: self.cfg.shown_gid(st.st_gid, in_upper),
             rdev: st.st_rdev as u32,
             blksize: st.st_blksize as u32,
             flags: 0,

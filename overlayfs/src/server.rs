@@ -93,8 +93,23 @@ pub fn open_and_mount_fuse(
     mountpoint: &Path,
     opts: &FuseMountOptions,
 ) -> Result<OwnedFd, MountError> {
-    let fd = nix::fcntl::open("/dev/fuse", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(MountError::DevFuse)?;
+    mount_fuse_fd(open_dev_fuse()?, mountpoint, opts)
+}
+
+/// Opens /dev/fuse. Separate from the mount so a process can open it while its credentials still
+/// allow (the device is usually mode 0600 root) and mount it later, e.g. as root of a user namespace.
+pub fn open_dev_fuse() -> Result<OwnedFd, MountError> {
+    nix::fcntl::open("/dev/fuse", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(MountError::DevFuse)
+}
+
+/// mount(2)s the FUSE connection `fd` (from [`open_dev_fuse`]) on `mountpoint` and returns it. The
+/// mount belongs to the caller's user namespace: the ids the server reports are read in it.
+pub fn mount_fuse_fd(
+    fd: OwnedFd,
+    mountpoint: &Path,
+    opts: &FuseMountOptions,
+) -> Result<OwnedFd, MountError> {
     use std::os::fd::AsRawFd;
     let mut data = format!(
         "fd={},rootmode=40000,user_id={},group_id={}",

@@ -99,13 +99,18 @@ impl Overlay {
         }
         // New objects belong to the caller. We run as root, so chown only when the caller is
         // someone else (in a setgid directory the kernel already gave the directory's group).
-        let need_chown = c.uid != self.ids.0 || (pgid_setgid.is_none() && c.gid != self.ids.1);
+        // The caller's ids are the mount's (shown) ids; the upper layer stores them translated.
+        let (uid, gid) = (
+            self.cfg.upper_disk_uid(c.uid),
+            self.cfg.upper_disk_gid(c.gid),
+        );
+        let need_chown = uid != self.ids.0 || (pgid_setgid.is_none() && gid != self.ids.1);
         if need_chown {
-            let gid = pgid_setgid.unwrap_or(c.gid);
+            let gid = pgid_setgid.unwrap_or(gid);
             nix::unistd::fchownat(
                 dir,
                 name,
-                Some(Uid::from_raw(c.uid)),
+                Some(Uid::from_raw(uid)),
                 Some(Gid::from_raw(gid)),
                 AtFlags::AT_SYMLINK_NOFOLLOW,
             )?;
@@ -599,8 +604,8 @@ impl Overlay {
             nix::unistd::fchownat(
                 l.dirfd(),
                 &*l.name,
-                uid.map(Uid::from_raw),
-                gid.map(Gid::from_raw),
+                uid.map(|u| Uid::from_raw(self.cfg.upper_disk_uid(u))),
+                gid.map(|g| Gid::from_raw(self.cfg.upper_disk_gid(g))),
                 AtFlags::AT_SYMLINK_NOFOLLOW,
             )?;
         }

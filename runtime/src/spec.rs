@@ -228,7 +228,8 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount,
         .build()?)
 }
 
-/// The standard container mounts: a fresh /proc, a tmpfs /dev with pts, shm and mqueue, a read-only /sys.
+/// The standard container mounts: a fresh /proc, a tmpfs /dev with pts, shm and mqueue, a read-only /sys
+/// and the container's cgroups read-only at /sys/fs/cgroup.
 pub fn default_mounts() -> Result<Vec<Mount>, SpecError> {
     Ok(vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
@@ -268,6 +269,13 @@ pub fn default_mounts() -> Result<Vec<Mount>, SpecError> {
             "sysfs",
             "sysfs",
             &["nosuid", "noexec", "nodev", "ro"],
+        )?,
+        // The container's own cgroups, read-only (rootfs::CgroupFs expands it per cgroup version).
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
         )?,
     ])
 }

@@ -266,8 +266,135 @@ fn userns_maps_root_to_an_unprivileged_range_with_an_idmapped_rootfs() {
     assert_ne!(upper.uid(), 0, "the upper layer is written as host root");
     assert!(env.rootfs.join("etc/group").exists());
     assert!(env.strata().args(["rm", &name]).status().unwrap().success());
-    // Unsupported combinations fail cleanly.
-    let bad = env.run(&["--rm", "--userns", "--fs", "fuse"], &["true"]);
-    assert_eq!(bad.status.code(), Some(125));
+    env.assert_nothing_left();
+}
+
+/// `--userns --fs fuse`: the FUSE rootfs is mounted by the container's root inside its user namespace and
+/// served from outside; ids read the same as with `--userns --fs kernel` (idmapped lowers), and what the
+/// container writes lands in the upper layer owned by the mapped host ids.
+#[test]
+fn userns_with_fuse_rootfs_maps_ids_like_kernel_overlay() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    std::os::unix::fs::chown(env.rootfs.join("home/user"), Some(1000), Some(1000)).unwrap();
+    let script = "id -u; cat /proc/self/uid_map; stat -c '%u %g' /bin/busybox /etc/passwd /home/user; \
+                  echo x > /by-root && mkdir /dir-by-root && echo y >> /etc/passwd && stat -c '%u %g' /by-root /dir-by-root /etc/passwd; \
+                  grep ' / ' /proc/mounts | cut -d' ' -f3";
+    let user_script = "id -u; echo u > /home/user/f && stat -c '%u %g' /home/user/f";
+    let mut seen = Vec::new();
+    for fs in ["fuse", "kernel"] {
+        let name = common::unique(&format!("rtg-uns-{fs}"));
+        let out = env.run(
+            &["--userns", "--fs", fs, "--name", &name],
+            &["/bin/sh", "-c", script],
+        );
+        assert!(out.status.success(), "{fs}: {}", common::stderr(&out));
+        let text = common::stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 9, "{fs}: {text}");
+        assert_eq!(lines[0], "0", "{fs}: not root inside");
+        let map: Vec<u32> = lines[1]
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(map[0], 0);
+        let host = map[1];
+        assert_ne!(host, 0, "{fs}: container root is host root");
+        // Image files: root's stay root's, the non-root user's keep their owner.
+        assert_eq!(&lines[2..5], ["0 0", "0 0", "1000 1000"], "{fs}");
+        // What root writes (new file, new directory, copied-up file) is root's inside…
+        assert_eq!(&lines[5..8], ["0 0", "0 0", "0 0"], "{fs}");
+        let want_fs = if fs == "fuse" {
+            "fuse.strata-overlayfs"
+        } else {
+            "overlay"
+        };
+        assert_eq!(lines[8], want_fs);
+        // …and the mapped host uid's in the upper layer.
+        let upper = env.state.join(&name).join("upper");
+        for f in ["by-root", "dir-by-root", "etc/passwd"] {
+            let m = std::fs::metadata(upper.join(f)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (host, host), "{fs}: upper/{f}");
+        }
+        assert!(env.strata().args(["rm", &name]).status().unwrap().success());
+
+        // A non-root user of the image writes as its mapped host uid.
+        let name = common::unique(&format!("rtg-unsu-{fs}"));
+        let out = env.run(
+            &[
+                "--userns",
+                "--fs",
+                fs,
+                "--user",
+                "1000:1000",
+                "--name",
+                &name,
+            ],
+            &["/bin/sh", "-c", user_script],
+        );
+        assert_eq!(
+            common::stdout(&out),
+            "1000\n1000 1000\n",
+            "{fs}: {}",
+            common::stderr(&out)
+        );
+        let m = std::fs::metadata(env.state.join(&name).join("upper/home/user/f")).unwrap();
+        assert_eq!((m.uid(), m.gid()), (host + 1000, host + 1000), "{fs}");
+        assert!(env.strata().args(["rm", &name]).status().unwrap().success());
+        seen.push(lines[..8].join("\n"));
+    }
+    assert_eq!(seen[0], seen[1], "fuse and kernel overlay differ");
+    // The lower layer is untouched.
+    let passwd = std::fs::read_to_string(env.rootfs.join("etc/passwd")).unwrap();
+    assert!(!passwd.ends_with("y\n"), "the lower layer was written");
+    assert_eq!(common::host_mounts_mentioning("rtg-uns"), 0);
+    env.assert_nothing_left();
+}
+
+/// /sys/fs/cgroup shows the container's own cgroups (cgroup namespace root), read-only, as in Docker —
+/// with and without a user namespace (where v1 hierarchies are bound instead of mounted).
+#[test]
+fn sys_fs_cgroup_is_the_containers_own_cgroup_read_only() {
+    let env = Env::new();
+    let v2 = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/cgroup") && l.contains(" - cgroup2 "));
+    let (limit_file, want) = if v2 {
+        ("/sys/fs/cgroup/memory.max", "67108864")
+    } else {
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "67108864")
+    };
+    let script = format!(
+        "cat {limit_file}; grep -c . /sys/fs/cgroup/{procs}; \
+         if echo 1 > {limit_file}; then echo writable; fi; if touch /sys/fs/cgroup/x; then echo writable; fi; \
+         grep ' /sys/fs/cgroup' /proc/mounts | grep -vc ' ro,'",
+        procs = if v2 {
+            "cgroup.procs"
+        } else {
+            "pids/cgroup.procs"
+        }
+    );
+    for extra in [&[][..], &["--userns"][..]] {
+        let mut args = vec!["--memory", "64m"];
+        args.extend_from_slice(extra);
+        let out = env.run(
+            &[&["--rm"][..], &args[..]].concat(),
+            &["/bin/sh", "-c", &script],
+        );
+        let text = common::stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.first().copied(),
+            Some(want),
+            "{extra:?}: {text}\n{}",
+            common::stderr(&out)
+        );
+        // Only the container's processes (sh and grep) are in its cgroup: the view is rooted there.
+        assert_eq!(lines.get(1).copied(), Some("2"), "{extra:?}: {text}");
+        assert!(!text.contains("writable"), "{extra:?}: {text}");
+        // Every mount at or under /sys/fs/cgroup is read-only.
+        assert_eq!(lines.get(2).copied(), Some("0"), "{extra:?}: {text}");
+    }
     env.assert_nothing_left();
 }

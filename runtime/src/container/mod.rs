@@ -186,13 +186,6 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
             return Err(ContainerError::NoRootfs(l.clone()));
         }
     }
-    if cfg.process.userns && fs == FsMode::Fuse {
-        // /dev/fuse (mode 0600) cannot be opened by the namespace's root, and strata-overlayfs has no
-        // mount-a-pre-opened-fd entry point yet.
-        return Err(ContainerError::Usage(
-            "--userns works with --fs bind or --fs kernel (idmapped layers) in this build, not with --fs fuse".into(),
-        ));
-    }
     let mut idmap_sources = Vec::new();
     if cfg.process.userns {
         // The namespace's root (an unprivileged host id) must traverse the state dir to reach the layers.
@@ -281,7 +274,7 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
         }
     };
     let spec = spec::build(root.clone(), &cfg.process, &image_defaults)?;
-    if cfg.process.userns && fs == FsMode::Kernel {
+    if cfg.process.userns && fs != FsMode::Bind {
         // The upper layer belongs to the container's root (the first id of its range).
         let host = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
             m.and_then(|v| v.first()).map(|m| m.host_id())
@@ -293,6 +286,26 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
         );
         for d in [dir.join("upper"), dir.join("work")] {
             std::os::unix::fs::chown(&d, uid, gid).map_err(io(format!("chown {}", d.display())))?;
+        }
+        if let Some(c) = fuse.as_mut() {
+            // The mount is made in the container's user namespace, so the server reports ids of that
+            // namespace and the kernel maps them to host ids. Image layers hold unshifted ids (shown
+            // as they are, like kernel overlay's idmapped lowers); the upper layer holds host ids, so
+            // a file the container's root creates belongs to the mapped host uid on disk.
+            let to_map =
+                |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| strata_overlayfs::IdMap {
+                    ranges: m
+                        .into_iter()
+                        .flatten()
+                        .map(|m| strata_overlayfs::IdRange {
+                            disk: m.host_id(),
+                            shown: m.container_id(),
+                            len: m.size(),
+                        })
+                        .collect(),
+                };
+            c.upper_uid_map = to_map(linux.and_then(|l| l.uid_mappings().as_ref()));
+            c.upper_gid_map = to_map(linux.and_then(|l| l.gid_mappings().as_ref()));
         }
     }
     let namespaces = NamespacePlan::from_spec(
@@ -311,7 +324,13 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
             .new
             .remove(nix::sched::CloneFlags::CLONE_NEWCGROUP);
     }
-    let rootfs = rootfs::Plan::from_spec(&spec, source, userns, namespaces.creates(Kind::Net))?;
+    let rootfs = rootfs::Plan::from_spec(
+        &spec,
+        source,
+        userns,
+        namespaces.creates(Kind::Net),
+        &format!("{}/{id}", cfg.cgroup_parent),
+    )?;
     let plan = ChildPlan {
         join_fds: ChildPlan::open_joins(&namespaces.join)?,
         rootfs: namespaces.isolates(Kind::Mnt).then_some(rootfs),
@@ -327,9 +346,10 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
         fuse_mount: fuse.as_ref().map(|c| {
             let opts = strata_overlayfs::FuseMountOptions::from(c);
             let target = root.clone();
-            Box::new(move || {
-                strata_overlayfs::open_and_mount_fuse(&target, &opts).map_err(|e| e.to_string())
-            }) as Box<dyn Fn() -> Result<std::os::fd::OwnedFd, String>>
+            Box::new(move |dev_fuse| {
+                strata_overlayfs::mount_fuse_fd(dev_fuse, &target, &opts).map_err(|e| e.to_string())
+            })
+                as Box<dyn Fn(std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd, String>>
         }),
         namespaces,
     };

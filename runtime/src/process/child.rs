@@ -71,6 +71,12 @@ fn run(plan: &ChildPlan, cgroup_tasks: &[OwnedFd], chan: &Channel) -> Result<(),
             message: format!("joining {kind} namespace: {e}"),
         })?;
     }
+    // /dev/fuse is root's, mode 0600: open it while our host credentials still apply — as root of a
+    // new user namespace we are the mapped unprivileged host uid.
+    let dev_fuse = match &plan.fuse_mount {
+        Some(_) => Some(strata_overlayfs::open_dev_fuse().map_err(setup("opening /dev/fuse"))?),
+        None => None,
+    };
     if plan.namespaces.creates(Kind::User) {
         // The parent wrote our uid/gid maps before releasing us; become root of the new user namespace.
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
@@ -80,7 +86,7 @@ fn run(plan: &ChildPlan, cgroup_tasks: &[OwnedFd], chan: &Channel) -> Result<(),
     }
 
     let old_umask = umask(Mode::empty());
-    if let Some(fuse) = &plan.fuse_mount {
+    if let (Some(fuse), Some(dev_fuse)) = (&plan.fuse_mount, dev_fuse) {
         nix::mount::mount(
             None::<&str>,
             "/",
@@ -89,7 +95,7 @@ fn run(plan: &ChildPlan, cgroup_tasks: &[OwnedFd], chan: &Channel) -> Result<(),
             None::<&str>,
         )
         .map_err(setup("making / private"))?;
-        let fd = fuse().map_err(|e| Failure {
+        let fd = fuse(dev_fuse).map_err(|e| Failure {
             code: 125,
             message: format!("mounting the FUSE rootfs: {e}"),
         })?;

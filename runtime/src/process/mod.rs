@@ -113,10 +113,13 @@ pub struct ChildPlan {
     pub unshare_cgroupns: bool,
     /// Run strata's tiny init as pid 1 with the command as its child.
     pub init: bool,
-    /// Mount the FUSE rootfs in the child (after the rootfs plan's private propagation) and hand the fd to
-    /// the parent.
-    pub fuse_mount: Option<Box<dyn Fn() -> Result<OwnedFd, String>>>,
+    /// Mount the FUSE rootfs in the child (after the rootfs plan's private propagation) on the /dev/fuse
+    /// fd it is given (opened with the child's original credentials) and hand the fd to the parent.
+    pub fuse_mount: Option<FuseMount>,
 }
+
+/// Mounts the FUSE rootfs on the given /dev/fuse fd and returns the connection fd.
+pub type FuseMount = Box<dyn Fn(OwnedFd) -> Result<OwnedFd, String>>;
 
 impl ChildPlan {
     pub fn open_joins(join: &[(Kind, PathBuf)]) -> Result<Vec<(Kind, OwnedFd)>, ProcessError> {

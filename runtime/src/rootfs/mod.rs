@@ -4,6 +4,7 @@
 //! [`Plan`] is built in the parent from the spec (all parsing and allocation happens there); the child only
 //! walks it with [`Plan::enter`] inside its new mount namespace.
 
+mod cgroupfs;
 mod dev;
 mod mounts;
 
@@ -14,6 +15,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::unistd::{chdir, pivot_root};
 use oci_spec::runtime::Spec;
 
+pub use cgroupfs::{CgroupFs, Hierarchy, host_hierarchies};
 pub use mounts::{MountEntry, parse_options};
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,8 @@ pub struct Plan {
     pub source: Source,
     pub root: PathBuf,
     pub mounts: Vec<MountEntry>,
+    /// The spec's `cgroup` mount (/sys/fs/cgroup), expanded; made after `mounts`.
+    pub cgroupfs: Option<CgroupFs>,
     /// Create device nodes with mknod (root in the host user namespace) or bind them from the host
     /// (inside a user namespace, where mknod is not allowed).
     pub mknod_devices: bool,
@@ -66,18 +70,30 @@ pub struct Plan {
 impl Plan {
     /// Builds the plan from the spec. `own_netns` tells whether sysfs can be mounted fresh (sysfs needs a
     /// network namespace owned by the container's user namespace); otherwise the host's /sys is bound.
+    /// `cgroup_rel` is the container's cgroup path relative to the hierarchy roots (for the `cgroup`
+    /// mount in a user namespace, which binds it).
     pub fn from_spec(
         spec: &Spec,
         source: Source,
         userns: bool,
         own_netns: bool,
+        cgroup_rel: &str,
     ) -> Result<Plan, RootfsError> {
         let root = spec.root().as_ref().ok_or(RootfsError::NoRoot)?;
         let mut entries = Vec::new();
+        let mut cgroupfs = None;
         for m in spec.mounts().as_deref().unwrap_or_default() {
             let mut e = MountEntry::from_oci(m);
             if e.fstype.as_deref() == Some("sysfs") && userns && !own_netns {
                 e = e.as_rbind_of("/sys");
+            }
+            if e.fstype.as_deref() == Some("cgroup") {
+                cgroupfs = Some(CgroupFs::plan(
+                    &e,
+                    &host_hierarchies(),
+                    userns.then_some(cgroup_rel),
+                ));
+                continue;
             }
             entries.push(e);
         }
@@ -92,6 +108,7 @@ impl Plan {
             source,
             root: root.path().clone(),
             mounts: entries,
+            cgroupfs,
             mknod_devices: !userns,
             masked: paths(linux.and_then(|l| l.masked_paths().as_ref())),
             readonly_paths: paths(linux.and_then(|l| l.readonly_paths().as_ref())),
@@ -165,6 +182,9 @@ impl Plan {
             if m.is_dev_tmpfs() {
                 dev::populate(self.mknod_devices)?;
             }
+        }
+        if let Some(c) = &self.cgroupfs {
+            c.mount_relative()?;
         }
 
         pivot_root(".", ".").map_err(sys(|| "pivot_root".into()))?;

@@ -1,0 +1,297 @@
+//! The OCI `cgroup` mount: the container's own cgroups, read-only, at /sys/fs/cgroup (as Docker and runc
+//! provide it). With a private cgroup namespace a fresh mount is rooted at the container's cgroup.
+//!
+//! - cgroup v2: one `cgroup2` mount.
+//! - v1 / hybrid: a tmpfs with one mount per host hierarchy (named like the host's mountpoints, with
+//!   symlinks for co-mounted controllers such as cpu -> cpu,cpuacct), then the tmpfs is made read-only.
+//!   A user namespace may not mount cgroup v1, so there each v1 hierarchy is a read-only bind of the
+//!   host directory of the container's cgroup instead (cgroup2 can still be mounted fresh).
+//!
+//! The host's hierarchies are read from /proc/self/cgroup in the parent; the child only mounts.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::MsFlags;
+
+use super::{MountEntry, RootfsError};
+use crate::cgroups::CgroupMode;
+
+const HOST_CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// One cgroup filesystem mounted on the host under /sys/fs/cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// Mountpoint relative to /sys/fs/cgroup ("" for a cgroup2 mounted on /sys/fs/cgroup itself).
+    pub name: String,
+    /// cgroup2 rather than a v1 hierarchy.
+    pub v2: bool,
+    /// The v1 superblock options naming the hierarchy ("memory", "cpu,cpuacct", "name=systemd").
+    pub options: String,
+}
+
+/// The host's cgroup hierarchies from /proc/self/cgroup text ("ID:CONTROLLERS:PATH" lines) and the
+/// cgroup mode. Mountpoints are named as systemd (and Docker) name them: by the controller list, a named
+/// hierarchy by its name, the hybrid cgroup2 "unified".
+pub fn parse_proc_cgroup(text: &str, mode: CgroupMode) -> Vec<Hierarchy> {
+    if mode == CgroupMode::V2 {
+        return vec![Hierarchy {
+            name: String::new(),
+            v2: true,
+            options: String::new(),
+        }];
+    }
+    let mut found: Vec<(u32, Hierarchy)> = Vec::new();
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(id), Some(ctrls)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let Ok(id) = id.parse::<u32>() else {
+            continue;
+        };
+        let h = if id == 0 {
+            if mode != CgroupMode::Hybrid {
+                continue;
+            }
+            Hierarchy {
+                name: "unified".into(),
+                v2: true,
+                options: String::new(),
+            }
+        } else {
+            let name = ctrls
+                .split(',')
+                .map(|c| c.strip_prefix("name=").unwrap_or(c))
+                .collect::<Vec<_>>()
+                .join(",");
+            Hierarchy {
+                name,
+                v2: false,
+                options: ctrls.to_string(),
+            }
+        };
+        if !h.name.is_empty() && !h.name.contains('/') {
+            found.push((id, h));
+        }
+    }
+    // By hierarchy id, the unified (id 0) last.
+    found.sort_by_key(|(id, _)| (*id == 0, *id));
+    found.into_iter().map(|(_, h)| h).collect()
+}
+
+/// The host's cgroup hierarchies. Read from /proc/self/cgroup rather than mountinfo: it is a fraction
+/// of the size and reading it takes no mount-table lock that concurrent container starts contend on.
+pub fn host_hierarchies() -> Vec<Hierarchy> {
+    let mode = crate::cgroups::detect();
+    std::fs::read_to_string("/proc/self/cgroup")
+        .map(|t| parse_proc_cgroup(&t, mode))
+        .unwrap_or_default()
+}
+
+/// The prepared mounts of /sys/fs/cgroup.
+#[derive(Debug, Clone)]
+pub struct CgroupFs {
+    mounts: Vec<MountEntry>,
+    /// (link, target) symlinks relative to the rootfs, made before `seal`.
+    links: Vec<(PathBuf, String)>,
+    /// Remounts the tmpfs read-only once it is populated.
+    seal: Option<MountEntry>,
+}
+
+impl CgroupFs {
+    /// Expands the OCI cgroup mount `m` (its destination and flags) over the host's hierarchies.
+    /// `userns_cgroup`: in a user namespace, the container's cgroup path relative to each v1
+    /// hierarchy's root, bound instead of mounting v1 fresh.
+    pub fn plan(
+        m: &MountEntry,
+        hierarchies: &[Hierarchy],
+        userns_cgroup: Option<&str>,
+    ) -> CgroupFs {
+        let flags = m.flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        let entry = |target: PathBuf, fstype: &str, data: Option<String>| MountEntry {
+            target,
+            fstype: Some(fstype.to_string()),
+            source: Some(PathBuf::from(fstype)),
+            flags,
+            data,
+            bind_remount: false,
+        };
+        if hierarchies.iter().any(|h| h.v2 && h.name.is_empty()) {
+            return CgroupFs {
+                mounts: vec![entry(m.target.clone(), "cgroup2", None)],
+                links: Vec::new(),
+                seal: None,
+            };
+        }
+        let rw = flags - MsFlags::MS_RDONLY;
+        let mut mounts = vec![MountEntry {
+            target: m.target.clone(),
+            fstype: Some("tmpfs".into()),
+            source: Some(PathBuf::from("tmpfs")),
+            flags: rw,
+            data: Some("mode=755".into()),
+            bind_remount: false,
+        }];
+        let mut links = Vec::new();
+        for h in hierarchies.iter().filter(|h| !h.name.is_empty()) {
+            let target = m.target.join(&h.name);
+            if h.v2 {
+                mounts.push(entry(target, "cgroup2", None));
+                continue;
+            }
+            match userns_cgroup {
+                Some(rel) => mounts.push(MountEntry {
+                    target,
+                    fstype: None,
+                    source: Some(Path::new(HOST_CGROUP_ROOT).join(&h.name).join(rel)),
+                    flags: flags | MsFlags::MS_BIND,
+                    data: None,
+                    bind_remount: true,
+                }),
+                None => mounts.push(entry(target, "cgroup", Some(h.options.clone()))),
+            }
+            // Co-mounted controllers are also reachable by each name, as on the host.
+            if h.name.contains(',') {
+                for c in h.name.split(',') {
+                    if !hierarchies.iter().any(|o| o.name == c) {
+                        links.push((m.target.join(c), h.name.clone()));
+                    }
+                }
+            }
+        }
+        let seal = m.flags.contains(MsFlags::MS_RDONLY).then(|| MountEntry {
+            target: m.target.clone(),
+            fstype: None,
+            source: None,
+            flags: flags | MsFlags::MS_REMOUNT,
+            data: None,
+            bind_remount: false,
+        });
+        CgroupFs {
+            mounts,
+            links,
+            seal,
+        }
+    }
+
+    /// Mounts relative to the current directory (the rootfs), after /sys.
+    pub fn mount_relative(&self) -> Result<(), RootfsError> {
+        for m in &self.mounts {
+            m.mount_relative()?;
+        }
+        for (link, target) in &self.links {
+            std::os::unix::fs::symlink(target, link).map_err(|e| RootfsError::Sys {
+                what: format!("linking /{} to {target}", link.display()),
+                errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })?;
+        }
+        if let Some(s) = &self.seal {
+            s.mount_relative()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+9:name=systemd:/
+4:memory:/x/y
+2:cpu,cpuacct:/
+0::/
+";
+
+    fn hybrid() -> Vec<Hierarchy> {
+        parse_proc_cgroup(HYBRID, CgroupMode::Hybrid)
+    }
+
+    fn oci_entry() -> MountEntry {
+        MountEntry {
+            target: PathBuf::from("sys/fs/cgroup"),
+            fstype: Some("cgroup".into()),
+            source: Some(PathBuf::from("cgroup")),
+            flags: MsFlags::MS_RDONLY | MsFlags::MS_NOSUID,
+            data: None,
+            bind_remount: false,
+        }
+    }
+
+    #[test]
+    fn hierarchies_named_like_systemds_mountpoints() {
+        let names: Vec<(String, bool, String)> = hybrid()
+            .into_iter()
+            .map(|h| (h.name, h.v2, h.options))
+            .collect();
+        let want = [
+            ("cpu,cpuacct", false, "cpu,cpuacct"),
+            ("memory", false, "memory"),
+            ("systemd", false, "name=systemd"),
+            ("unified", true, ""),
+        ];
+        assert_eq!(names.len(), want.len());
+        for (got, want) in names.iter().zip(want) {
+            assert_eq!((got.0.as_str(), got.1, got.2.as_str()), want);
+        }
+        // Pure v1 has no cgroup2 mount; pure v2 is one mount at the top.
+        assert_eq!(parse_proc_cgroup(HYBRID, CgroupMode::V1).len(), 3);
+        let v2 = parse_proc_cgroup("0::/user.slice\n", CgroupMode::V2);
+        assert!(v2.len() == 1 && v2[0].v2 && v2[0].name.is_empty());
+    }
+
+    #[test]
+    fn v1_is_a_sealed_tmpfs_of_readonly_hierarchies_with_links() {
+        let fs = CgroupFs::plan(&oci_entry(), &hybrid(), None);
+        let kinds: Vec<(String, Option<&str>, Option<&str>)> = fs
+            .mounts
+            .iter()
+            .map(|m| {
+                (
+                    m.target.display().to_string(),
+                    m.fstype.as_deref(),
+                    m.data.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds[0],
+            ("sys/fs/cgroup".into(), Some("tmpfs"), Some("mode=755"))
+        );
+        assert!(!fs.mounts[0].flags.contains(MsFlags::MS_RDONLY));
+        assert_eq!(
+            kinds[1],
+            (
+                "sys/fs/cgroup/cpu,cpuacct".into(),
+                Some("cgroup"),
+                Some("cpu,cpuacct")
+            )
+        );
+        assert_eq!(
+            kinds[4],
+            ("sys/fs/cgroup/unified".into(), Some("cgroup2"), None)
+        );
+        assert!(
+            fs.mounts[1..]
+                .iter()
+                .all(|m| m.flags.contains(MsFlags::MS_RDONLY))
+        );
+        assert_eq!(fs.links.len(), 2);
+        assert!(fs.seal.is_some());
+    }
+
+    #[test]
+    fn userns_binds_the_containers_v1_cgroups_and_v2_is_one_mount() {
+        let fs = CgroupFs::plan(&oci_entry(), &hybrid(), Some("strata/c1"));
+        assert_eq!(
+            fs.mounts[2].source.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/memory/strata/c1"))
+        );
+        assert!(fs.mounts[2].bind_remount && fs.mounts[2].fstype.is_none());
+        let v2 = parse_proc_cgroup("0::/\n", CgroupMode::V2);
+        let fs = CgroupFs::plan(&oci_entry(), &v2, None);
+        assert_eq!(fs.mounts.len(), 1);
+        assert_eq!(fs.mounts[0].fstype.as_deref(), Some("cgroup2"));
+        assert!(fs.seal.is_none());
+    }
+}
