@@ -51,7 +51,10 @@ fn oci_hooks_run_in_order_with_the_state_on_stdin() {
     let pid = state(&env, &id)["pid"].as_i64().unwrap();
     let o = oci(&env, &["start", &id]);
     assert!(o.status.success(), "start: {}", common::stderr(&o));
-    assert_eq!(read_order(), "createRuntime\ncreateContainer\nstartContainer\npoststart\n");
+    assert_eq!(
+        read_order(),
+        "createRuntime\ncreateContainer\nstartContainer\npoststart\n"
+    );
     let o = oci(&env, &["delete", "--force", &id]);
     assert!(o.status.success(), "delete: {}", common::stderr(&o));
     assert_eq!(
@@ -97,15 +100,22 @@ fn oci_bad_configs_name_the_field_and_leave_nothing() {
     let env = Env::new();
     let good = default_config(&env.rootfs, &["true"]);
     let mut cases: Vec<(&str, String, &str)> = Vec::new();
-    cases.push(("syntax", "{\"ociVersion\": \"1.0.2\", \"process\": {".into(), "syntax error"));
+    cases.push((
+        "syntax",
+        "{\"ociVersion\": \"1.0.2\", \"process\": {".into(),
+        "syntax error",
+    ));
     let mut wrong_type = good.clone();
     wrong_type["process"]["user"]["uid"] = json!("zero");
     cases.push(("type", wrong_type.to_string(), "process.user.uid"));
     let mut missing_source = good.clone();
-    missing_source["mounts"].as_array_mut().unwrap().push(json!({
-        "destination": "/data", "type": "bind", "source": "/nonexistent/oci-test-source",
-        "options": ["rbind", "ro"]
-    }));
+    missing_source["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "destination": "/data", "type": "bind", "source": "/nonexistent/oci-test-source",
+            "options": ["rbind", "ro"]
+        }));
     cases.push(("source", missing_source.to_string(), "mounts[7].source"));
     let mut unknown = good.clone();
     unknown["linux"]["fooBar"] = json!({"x": 1});
@@ -166,7 +176,8 @@ fn oci_console_socket_receives_the_pty_master() {
     let master = receiver.join().unwrap();
     assert!(oci(&env, &["start", &id]).status.success());
     let mut tty = std::fs::File::from(master);
-    tty.write_all(b"echo tty-$((40+2)); [ -t 0 ] && echo is-a-tty\n").unwrap();
+    tty.write_all(b"echo tty-$((40+2)); [ -t 0 ] && echo is-a-tty\n")
+        .unwrap();
     let mut seen = String::new();
     let mut buf = [0u8; 1024];
     while !(seen.contains("tty-42") && seen.contains("is-a-tty\r\n")) {

@@ -248,3 +248,95 @@ fn oci_features_and_version() {
         "--systemd-cgroup",
     );
 }
+
+#[test]
+fn oci_exec_process_json_and_argv_forms() {
+    let env = Env::new();
+    let id = unique("oci");
+    let bundle = write_bundle(
+        &env,
+        "exec",
+        &default_config(&env.rootfs, &["sleep", "1000"]),
+    );
+    let (status, err) = create(&env, &id, &bundle, &[]);
+    assert!(status.success(), "create: {err}");
+    assert!(oci(&env, &["start", &id]).status.success());
+    wait_status(&env, &id, "running");
+
+    // --process: args, env, cwd and user all come from the file.
+    let process = serde_json::json!({
+        "terminal": false,
+        "user": {"uid": 1000, "gid": 1000, "additionalGids": [2000]},
+        "args": ["sh", "-c", "echo \"$(id -u):$(id -G):$(pwd):$GREETING\"; exit 4"],
+        "env": ["PATH=/bin", "GREETING=hello"],
+        "cwd": "/home/user",
+        "capabilities": {"bounding": [], "effective": [], "permitted": []},
+        "noNewPrivileges": true
+    });
+    let pfile = env.tmp.path().join("process.json");
+    std::fs::write(&pfile, process.to_string()).unwrap();
+    let o = oci(&env, &["exec", &id, "--process", pfile.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(4), "stderr: {}", common::stderr(&o));
+    assert_eq!(common::stdout(&o).trim(), "1000:1000 2000:/home/user:hello");
+
+    // argv form with --cwd and --env.
+    let o = oci(
+        &env,
+        &[
+            "exec",
+            "--cwd",
+            "/tmp",
+            "--env",
+            "X=1",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            "echo $(pwd) $X",
+        ],
+    );
+    assert!(o.status.success(), "stderr: {}", common::stderr(&o));
+    assert_eq!(common::stdout(&o).trim(), "/tmp 1");
+
+    // --detach --pid-file: strata returns while the process keeps running in the container.
+    let pid_file = env.tmp.path().join("exec.pid");
+    // Its stdio goes to a file: the detached process keeps what it inherits open.
+    let log = std::fs::File::create(env.tmp.path().join("exec.log")).unwrap();
+    let status = env
+        .strata()
+        .args([
+            "exec",
+            "--detach",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &id,
+            "--",
+        ])
+        .args(["sleep", "1000"])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "exec --detach: {}",
+        std::fs::read_to_string(env.tmp.path().join("exec.log")).unwrap()
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        common::pid_alive(pid),
+        "the detached exec process runs after strata exits"
+    );
+    let in_container = pids(&env, &id);
+    assert!(
+        in_container.contains(&i64::from(pid)),
+        "{pid} in {in_container:?}"
+    );
+    assert!(oci(&env, &["delete", "--force", &id]).status.success());
+    env.assert_nothing_left();
+}

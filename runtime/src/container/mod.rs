@@ -364,6 +364,8 @@ fn child_plan(
         unshare_cgroupns,
         init,
         oci: None,
+        detached: false,
+        console: None,
         fuse_mount: fuse.map(|c| {
             let opts = strata_overlayfs::FuseMountOptions::from(c);
             let target = root.to_path_buf();

@@ -105,9 +105,10 @@ fn create_claimed(
             .collect();
     }
     let userns = plan.namespaces.creates(Kind::User);
+    plan.detached = true;
+    plan.console = console;
     plan.oci = Some(OciGate {
         listener: OwnedFd::from(listener),
-        console,
         start_hooks: hooks.start_container().clone().unwrap_or_default(),
     });
     if plan.rootfs.is_none() {
@@ -203,7 +204,7 @@ fn create_claimed(
         return Err(e.into());
     }
     if let Some(f) = &opts.pid_file {
-        if let Err(e) = write_pid_file(f, pid.as_raw()) {
+        if let Err(e) = PidFile::open(f).and_then(|f| f.write(pid.as_raw())) {
             abort_child(pid);
             return Err(e);
         }
@@ -261,18 +262,61 @@ fn expand_cgroup_mount(m: rootfs::MountEntry, rel: &str) -> Vec<rootfs::MountEnt
     out
 }
 
-/// Writes `pid` to `path` atomically (temp file + rename), as a shim reads it while strata runs.
-pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
-    let tmp = path.with_extension("strata-tmp");
-    std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(pid.to_string().as_bytes()))
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(io(format!("writing pid file {}", path.display())))
+/// A `--pid-file`, opened by its directory first: `exec` writes it after joining the container's mount
+/// namespace, where the host path is no longer visible.
+pub struct PidFile {
+    dir: std::fs::File,
+    name: PathBuf,
+    shown: PathBuf,
+}
+
+impl PidFile {
+    pub fn open(path: &Path) -> Result<PidFile, ContainerError> {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let name = path
+            .file_name()
+            .map(PathBuf::from)
+            .ok_or_else(|| ContainerError::Usage(format!("bad pid file {}", path.display())))?;
+        let dir = std::fs::File::open(parent).map_err(io(format!(
+            "opening the directory of pid file {}",
+            path.display()
+        )))?;
+        Ok(PidFile {
+            dir,
+            name,
+            shown: path.to_path_buf(),
+        })
+    }
+
+    /// Writes `pid` atomically (temp file + rename), as a shim may read it while strata runs.
+    pub fn write(&self, pid: i32) -> Result<(), ContainerError> {
+        use nix::fcntl::{OFlag, openat, renameat};
+        use nix::sys::stat::Mode;
+        let tmp = self.name.with_extension("strata-tmp");
+        let err = |e: nix::errno::Errno| ContainerError::Io {
+            what: format!("writing pid file {}", self.shown.display()),
+            err: e.into(),
+        };
+        let fd = openat(
+            &self.dir,
+            &tmp,
+            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map_err(err)?;
+        std::fs::File::from(fd)
+            .write_all(pid.to_string().as_bytes())
+            .map_err(io(format!("writing pid file {}", self.shown.display())))?;
+        renameat(&self.dir, &tmp, &self.dir, &self.name).map_err(err)
+    }
 }
 
 /// Opens a pty, sends its master to the caller's `--console-socket` (SCM_RIGHTS, as runc does) and
 /// returns the slave for the container's stdio.
-fn send_console(sock: &Path) -> Result<OwnedFd, ContainerError> {
+pub fn send_console(sock: &Path) -> Result<OwnedFd, ContainerError> {
     let pty = nix::pty::openpty(None, None).map_err(|e| ContainerError::Io {
         what: "opening a pty for process.terminal".into(),
         err: e.into(),

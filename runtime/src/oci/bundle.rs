@@ -49,8 +49,9 @@ pub fn load(dir: &Path) -> Result<Bundle, BundleError> {
     })?;
     let raw: Value = serde_json::from_str(&text).map_err(|e| BundleError::Syntax(e.to_string()))?;
     let spec: Spec = serde_json::from_str(&text).map_err(|e| {
-        let at = super::jsonpath::path_at(&text, e.line(), e.column());
         let message = e.to_string();
+        let missing = message.starts_with("missing field");
+        let at = super::jsonpath::path_at(&text, e.line(), e.column(), missing);
         let message = message
             .rsplit_once(" at line ")
             .map_or(message.as_str(), |(m, _)| m)

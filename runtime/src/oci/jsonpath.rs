@@ -23,8 +23,10 @@ fn offset(text: &str, line: usize, column: usize) -> usize {
     text.len()
 }
 
-/// The path of the innermost value being read at (`line`, `column`); "" at the top level.
-pub fn path_at(text: &str, line: usize, column: usize) -> String {
+/// The path of the innermost value being read at (`line`, `column`); "" at the top level. With
+/// `container`, the path of the object or array around that position instead (serde reports a missing
+/// field at the end of its object, after the last key).
+pub fn path_at(text: &str, line: usize, column: usize, container: bool) -> String {
     let end = offset(text, line, column);
     let bytes = text.as_bytes();
     let mut stack: Vec<Frame> = Vec::new();
@@ -68,6 +70,11 @@ pub fn path_at(text: &str, line: usize, column: usize) -> String {
         }
         i += 1;
     }
+    if container {
+        if let Some(Frame::Object { key, .. }) = stack.last_mut() {
+            *key = None;
+        }
+    }
     let mut out = String::new();
     for f in &stack {
         match f {
@@ -90,7 +97,8 @@ mod tests {
     fn names_nested_fields() {
         let text =
             "{\n \"process\": {\"user\": {\"uid\": \"x\"}},\n \"mounts\": [{}, {\"source\": 1}]\n}";
-        assert_eq!(super::path_at(text, 2, 32), "process.user.uid");
-        assert_eq!(super::path_at(text, 3, 27), "mounts[1].source");
+        assert_eq!(super::path_at(text, 2, 32, false), "process.user.uid");
+        assert_eq!(super::path_at(text, 2, 32, true), "process.user");
+        assert_eq!(super::path_at(text, 3, 27, false), "mounts[1].source");
     }
 }

@@ -58,7 +58,7 @@ fn run(
 ) -> Result<(), Failure> {
     // Die with strata: a container whose monitor is gone has nobody serving its rootfs or reaping it. An
     // OCI container instead outlives `strata create` by design.
-    let die_with_strata = plan.oci.is_none();
+    let die_with_strata = plan.oci.is_none() && !plan.detached;
     if die_with_strata {
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     }
@@ -72,7 +72,7 @@ fn run(
         }
     }
     setsid().map_err(setup("setsid"))?;
-    if let Some(console) = plan.oci.as_ref().and_then(|g| g.console.as_ref()) {
+    if let Some(console) = &plan.console {
         crate::sys::make_controlling_tty(console).map_err(setup("setting up the terminal"))?;
     }
     for fd in cgroup_tasks {

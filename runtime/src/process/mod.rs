@@ -118,6 +118,10 @@ pub struct ChildPlan {
     pub fuse_mount: Option<Box<dyn Fn() -> Result<OwnedFd, String>>>,
     /// OCI `create`: the container outlives strata and waits before its command (see [`OciGate`]).
     pub oci: Option<OciGate>,
+    /// The process outlives strata (`exec --detach`, OCI `create`): no parent-death signal.
+    pub detached: bool,
+    /// The pty slave that becomes stdin/stdout/stderr and controlling terminal (`process.terminal`).
+    pub console: Option<OwnedFd>,
 }
 
 /// What an OCI `create` child needs beyond `strata run`'s: it must not die with strata (the shim, not
@@ -126,8 +130,6 @@ pub struct ChildPlan {
 /// startContainer hooks, and reports a failure of the last steps over that connection (EOF = exec'd).
 pub struct OciGate {
     pub listener: OwnedFd,
-    /// The pty slave that becomes stdin/stdout/stderr and controlling terminal (`process.terminal`).
-    pub console: Option<OwnedFd>,
     pub start_hooks: Vec<oci_spec::runtime::Hook>,
 }
 
