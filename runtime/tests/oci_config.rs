@@ -83,6 +83,37 @@ fn oci_hooks_run_in_order_with_the_state_on_stdin() {
 }
 
 #[test]
+fn oci_sysctl_applies_inside_the_container_only() {
+    let env = Env::new();
+    let id = unique("oci");
+    let mut config = default_config(
+        &env.rootfs,
+        &[
+            "sh",
+            "-c",
+            "cat /proc/sys/net/ipv4/ip_unprivileged_port_start",
+        ],
+    );
+    config["linux"]["sysctl"] = json!({"net.ipv4.ip_unprivileged_port_start": "0"});
+    let bundle = write_bundle(&env, "sysctl", &config);
+    let host = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+    let o = env
+        .strata()
+        .args(["run", &id, "--bundle", bundle.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(common::stdout(&o).trim(), "0");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap(),
+        host,
+        "the host's value is untouched"
+    );
+    env.assert_nothing_left();
+}
+
+#[test]
 fn oci_failing_create_hook_fails_create_and_leaves_nothing() {
     let env = Env::new();
     let id = unique("oci");
@@ -121,8 +152,15 @@ fn oci_bad_configs_name_the_field_and_leave_nothing() {
     unknown["linux"]["fooBar"] = json!({"x": 1});
     cases.push(("unknown", unknown.to_string(), "linux.fooBar"));
     let mut unsupported = good.clone();
-    unsupported["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
-    cases.push(("unsupported", unsupported.to_string(), "linux.sysctl"));
+    unsupported["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ERRNO"});
+    cases.push(("unsupported", unsupported.to_string(), "linux.seccomp"));
+    let mut host_sysctl = good.clone();
+    host_sysctl["linux"]["sysctl"] = json!({"vm.swappiness": "10"});
+    cases.push((
+        "sysctl",
+        host_sysctl.to_string(),
+        "linux.sysctl.vm.swappiness",
+    ));
     let mut no_root = good.clone();
     no_root["root"]["path"] = json!("/nonexistent/oci-rootfs");
     cases.push(("root", no_root.to_string(), "root.path"));

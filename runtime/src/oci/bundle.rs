@@ -173,7 +173,6 @@ fn unknown_field(raw: &Value, known: &Value, at: &str) -> Option<String> {
 /// (so running without it would be a silent weakening or a silent difference).
 const UNSUPPORTED: &[&str] = &[
     "linux.seccomp",
-    "linux.sysctl",
     "linux.devices",
     "linux.intelRdt",
     "linux.personality",
@@ -223,6 +222,32 @@ fn check_supported(raw: &Value) -> Result<(), BundleError> {
             return Err(BundleError::Unsupported {
                 field: format!("linux.namespaces[{i}] (time)"),
             });
+        }
+    }
+    let has_ns = |t: &str| {
+        namespaces
+            .iter()
+            .any(|ns| ns.get("type").and_then(Value::as_str) == Some(t))
+    };
+    let sysctls = raw
+        .pointer("/linux/sysctl")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for key in sysctls.keys() {
+        // Only keys that belong to a namespace of the container (as runc allows), never host-wide ones.
+        let ipc = key.starts_with("kernel.shm")
+            || key.starts_with("kernel.msg")
+            || key == "kernel.sem"
+            || key.starts_with("fs.mqueue.");
+        let ok = (key.starts_with("net.") && has_ns("network"))
+            || (ipc && has_ns("ipc"))
+            || ((key == "kernel.hostname" || key == "kernel.domainname") && has_ns("uts"));
+        if !ok {
+            return Err(field(
+                format!("linux.sysctl.{key}"),
+                "not a sysctl of one of the container's namespaces",
+            ));
         }
     }
     if let Some(p) = raw.pointer("/linux/cgroupsPath").and_then(Value::as_str) {

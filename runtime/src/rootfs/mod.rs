@@ -61,6 +61,9 @@ pub struct Plan {
     pub masked: Vec<PathBuf>,
     pub readonly_paths: Vec<PathBuf>,
     pub readonly_root: bool,
+    /// `linux.sysctl`, written under the container's /proc/sys after pivot_root (before /proc/sys is
+    /// made read-only); bundle checks already limited them to namespaced keys.
+    pub sysctl: Vec<(String, String)>,
 }
 
 impl Plan {
@@ -96,6 +99,14 @@ impl Plan {
             masked: paths(linux.and_then(|l| l.masked_paths().as_ref())),
             readonly_paths: paths(linux.and_then(|l| l.readonly_paths().as_ref())),
             readonly_root: root.readonly().unwrap_or(false),
+            sysctl: linux
+                .and_then(|l| l.sysctl().clone())
+                .map(|m| {
+                    let mut v: Vec<_> = m.into_iter().collect();
+                    v.sort();
+                    v
+                })
+                .unwrap_or_default(),
         })
     }
 
@@ -171,6 +182,13 @@ impl Plan {
         umount2(".", MntFlags::MNT_DETACH).map_err(sys(|| "detaching the old root".into()))?;
         chdir("/").map_err(sys(|| "chdir /".into()))?;
 
+        for (key, value) in &self.sysctl {
+            let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+            std::fs::write(&path, value).map_err(|e| RootfsError::Sys {
+                what: format!("setting sysctl {key}={value}"),
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })?;
+        }
         for p in &self.masked {
             mask(p)?;
         }
