@@ -36,6 +36,7 @@ fn oci_hooks_run_in_order_with_the_state_on_stdin() {
     let mut config = default_config(&env.rootfs, &["sleep", "1000"]);
     config["annotations"] = json!({"org.example.test": "hooks"});
     config["hooks"] = json!({
+        "prestart": [hook(&env, "prestart", false)],
         "createRuntime": [hook(&env, "createRuntime", false)],
         "createContainer": [hook(&env, "createContainer", false)],
         "startContainer": [hook(&env, "startContainer", true)],
@@ -47,21 +48,22 @@ fn oci_hooks_run_in_order_with_the_state_on_stdin() {
     assert!(status.success(), "create: {err}");
     let order = env.rootfs.join("tmp/order");
     let read_order = || std::fs::read_to_string(&order).unwrap_or_default();
-    assert_eq!(read_order(), "createRuntime\ncreateContainer\n");
+    assert_eq!(read_order(), "prestart\ncreateRuntime\ncreateContainer\n");
     let pid = state(&env, &id)["pid"].as_i64().unwrap();
     let o = oci(&env, &["start", &id]);
     assert!(o.status.success(), "start: {}", common::stderr(&o));
     assert_eq!(
         read_order(),
-        "createRuntime\ncreateContainer\nstartContainer\npoststart\n"
+        "prestart\ncreateRuntime\ncreateContainer\nstartContainer\npoststart\n"
     );
     let o = oci(&env, &["delete", "--force", &id]);
     assert!(o.status.success(), "delete: {}", common::stderr(&o));
     assert_eq!(
         read_order(),
-        "createRuntime\ncreateContainer\nstartContainer\npoststart\npoststop\n"
+        "prestart\ncreateRuntime\ncreateContainer\nstartContainer\npoststart\npoststop\n"
     );
     for (name, status) in [
+        ("prestart", "creating"),
         ("createRuntime", "creating"),
         ("createContainer", "creating"),
         ("startContainer", "created"),

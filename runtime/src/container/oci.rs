@@ -169,6 +169,11 @@ fn create_claimed(
         let creating =
             crate::oci::state_json(&p.id, "creating", pid.as_raw(), &b.dir, &annotations)
                 .to_string();
+        // The deprecated prestart hooks (Docker's libnetwork still uses them) run where runc runs them:
+        // in the runtime namespace after the namespaces exist, just before createRuntime.
+        #[allow(deprecated)]
+        let prestart = hooks.prestart().as_deref().unwrap_or_default();
+        hooks::run_all("prestart", prestart, creating.as_bytes())?;
         hooks::run_all(
             "createRuntime",
             hooks.create_runtime().as_deref().unwrap_or_default(),
