@@ -154,8 +154,12 @@ fn oci_bad_configs_name_the_field_and_leave_nothing() {
     unknown["linux"]["fooBar"] = json!({"x": 1});
     cases.push(("unknown", unknown.to_string(), "linux.fooBar"));
     let mut unsupported = good.clone();
-    unsupported["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ERRNO"});
-    cases.push(("unsupported", unsupported.to_string(), "linux.seccomp"));
+    unsupported["linux"]["rootfsPropagation"] = json!("shared");
+    cases.push((
+        "unsupported",
+        unsupported.to_string(),
+        "linux.rootfsPropagation",
+    ));
     let mut host_sysctl = good.clone();
     host_sysctl["linux"]["sysctl"] = json!({"vm.swappiness": "10"});
     cases.push((
@@ -228,5 +232,71 @@ fn oci_console_socket_receives_the_pty_master() {
     tty.write_all(b"exit\n").unwrap();
     wait_status(&env, &id, "stopped");
     assert!(oci(&env, &["delete", &id]).status.success());
+    env.assert_nothing_left();
+}
+
+/// Runs `mkdir /tmp/NAME` under `seccomp` and returns (status, stdout+stderr); the rootfs's /tmp shows
+/// whether the directory was made.
+fn mkdir_under(env: &Env, name: &str, seccomp: Value, nnp: bool) -> (bool, String) {
+    let id = unique("oci");
+    let script = format!("mkdir /tmp/{name} 2>&1; echo status=$?");
+    let mut config = default_config(&env.rootfs, &["sh", "-c", &script]);
+    config["linux"]["seccomp"] = seccomp;
+    config["process"]["noNewPrivileges"] = json!(nnp);
+    let bundle = write_bundle(env, name, &config);
+    let o = env
+        .strata()
+        .args(["run", &id, "--bundle", bundle.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "run: {}", common::stderr(&o));
+    (
+        env.rootfs.join("tmp").join(name).exists(),
+        common::stdout(&o),
+    )
+}
+
+#[test]
+fn oci_seccomp_profiles_are_enforced() {
+    let env = Env::new();
+    // A deny list: everything allowed but mkdir, which fails with the profile's errno (EACCES).
+    let deny = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+    });
+    let (made, out) = mkdir_under(&env, "denied", deny, true);
+    assert!(!made && out.contains("Permission denied"), "{out}");
+
+    // An allow list in Docker's shape (default ERRNO), here every syscall of the kernel headers but
+    // mkdir/mkdirat, with noNewPrivileges false as Docker sends it; unknown names are skipped.
+    let header = std::fs::read_to_string("/usr/include/x86_64-linux-gnu/asm/unistd_64.h").expect(
+        "/usr/include/x86_64-linux-gnu/asm/unistd_64.h (linux-libc-dev) lists the syscalls",
+    );
+    let mut names: Vec<String> = header
+        .lines()
+        .filter_map(|l| l.strip_prefix("#define __NR_"))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| *n != "mkdir" && *n != "mkdirat")
+        .map(str::to_string)
+        .collect();
+    names.push("no_such_syscall_oci".into());
+    let allow = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 1,
+        "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]
+    });
+    let (made, out) = mkdir_under(&env, "allowlist", allow.clone(), false);
+    assert!(!made && out.contains("Operation not permitted"), "{out}");
+
+    // The same list allowing mkdir too makes the directory: the filter is not just denying everything.
+    let mut all = allow;
+    all["syscalls"][0]["names"]
+        .as_array_mut()
+        .unwrap()
+        .extend([json!("mkdir"), json!("mkdirat")]);
+    let (made, out) = mkdir_under(&env, "allowed", all, false);
+    assert!(made && out.contains("status=0"), "{out}");
     env.assert_nothing_left();
 }

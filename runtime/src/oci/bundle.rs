@@ -172,7 +172,6 @@ fn unknown_field(raw: &Value, known: &Value, at: &str) -> Option<String> {
 /// Fields oci-spec reads but strata does not implement, each of which changes what the container may do
 /// (so running without it would be a silent weakening or a silent difference).
 const UNSUPPORTED: &[&str] = &[
-    "linux.seccomp",
     "linux.devices",
     "linux.intelRdt",
     "linux.personality",

@@ -5,6 +5,7 @@
 pub mod bundle;
 pub mod hooks;
 mod jsonpath;
+pub mod seccomp;
 
 use std::path::Path;
 
@@ -45,7 +46,11 @@ pub fn features() -> serde_json::Value {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
             "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false },
-            "seccomp": { "enabled": false },
+            "seccomp": {
+                "enabled": true,
+                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"],
+                "operators": ["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"],
+            },
             "apparmor": { "enabled": false },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
