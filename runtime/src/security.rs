@@ -109,8 +109,14 @@ impl Plan {
             .as_ref()
             .and_then(|a| a.get(crate::spec::ANNOTATION_SECCOMP))
             .is_some_and(|v| v == "unconfined");
+        let oci_profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
         Ok(Plan {
-            seccomp: if unconfined {
+            seccomp: if let Some(profile) = oci_profile {
+                Arc::new(
+                    crate::oci::seccomp::compile_profile(profile)
+                        .map_err(|e| SecurityError::Seccomp(e.to_string()))?,
+                )
+            } else if unconfined {
                 Arc::new(Vec::new())
             } else {
                 seccomp_programs(&keep)?
@@ -141,6 +147,14 @@ impl Plan {
             groups.push(gid);
         }
 
+        // Without no_new_privs installing a filter needs CAP_SYS_ADMIN, so it goes in now, while strata
+        // still has it (as runc does); the rest of this function's syscalls must pass it.
+        if !self.no_new_privs {
+            for prog in self.seccomp.iter() {
+                crate::sys::install_seccomp_keeping_privs(prog)
+                    .map_err(|e| SecurityError::Seccomp(e.to_string()))?;
+            }
+        }
         for cap in caps::all() {
             if !self.keep.contains(&cap) {
                 caps::drop(None, CapSet::Bounding, cap)
@@ -169,9 +183,10 @@ impl Plan {
 
         if self.no_new_privs {
             nix::sys::prctl::set_no_new_privs().map_err(errno("setting no_new_privs"))?;
-        }
-        for prog in self.seccomp.iter() {
-            seccompiler::apply_filter(prog).map_err(|e| SecurityError::Seccomp(e.to_string()))?;
+            for prog in self.seccomp.iter() {
+                seccompiler::apply_filter(prog)
+                    .map_err(|e| SecurityError::Seccomp(e.to_string()))?;
+            }
         }
         Ok(())
     }

@@ -305,3 +305,47 @@ pub fn command_in_netns(cmd: &mut std::process::Command, netns: std::os::fd::Own
         });
     }
 }
+
+// ============================================================================================================
+// OCI runtime command line (used by process/child.rs and container/oci*.rs)
+// ============================================================================================================
+
+/// Makes the pty slave `tty` the caller's stdin, stdout, stderr and controlling terminal (the caller has
+/// just called setsid).
+pub fn make_controlling_tty(tty: &OwnedFd) -> io::Result<()> {
+    for target in 0..=2 {
+        // SAFETY: dup2 on a valid fd and a standard fd number; it only changes the fd table.
+        if unsafe { libc::dup2(tty.as_raw_fd(), target) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal from another session).
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Installs a seccomp BPF program without setting no_new_privs (seccompiler's apply_filter always sets
+/// it), for a spec with `noNewPrivileges: false`; needs CAP_SYS_ADMIN.
+pub fn install_seccomp_keeping_privs(prog: &[seccompiler::sock_filter]) -> io::Result<()> {
+    let len = u16::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let fprog = libc::sock_fprog {
+        len,
+        // seccompiler's sock_filter is #[repr(C)] with the same fields as the kernel's (and libc's).
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: fprog points to `len` valid filter instructions that outlive the call; the kernel copies
+    // them.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,8 +1,8 @@
 //! Container cgroups: detect v1 / hybrid / v2 at run time, create `<parent>/<name>` with limits,
 //! attach processes, read stats, kill everything inside, remove.
 //!
-//! v1 and hybrid hosts go through cgroups-rs (the group is created in each v1 hierarchy whose
-//! controller the container uses). Pure v2 hosts go through [`v2`], a small writer over a root path of our choosing:
+//! v1 and hybrid hosts go through cgroups-rs (the group is created in every v1 hierarchy). Pure v2
+//! hosts go through [`v2`], a small writer over a root path of our choosing:
 //! cgroups-rs 0.5's v2 code hard-codes `/sys/fs/cgroup` and enables controllers in the root's
 //! `cgroup.subtree_control` (outside our parent, which we never touch), and a root path we choose lets
 //! tests run the real v2 code against the hybrid host's unified mount and against a tempdir.
@@ -205,7 +205,7 @@ enum Backend {
     V2(v2::V2Cgroup),
 }
 
-/// One container's cgroup `<parent>/<name>` (in the v1 hierarchies it uses, or the one v2 hierarchy).
+/// One container's cgroup `<parent>/<name>` (in every v1 hierarchy, or the one v2 hierarchy).
 pub struct ContainerCgroup {
     rel: String,
     backend: Backend,
@@ -410,6 +410,60 @@ impl ContainerCgroup {
         match &self.backend {
             Backend::V1(c) => c.kill_all(),
             Backend::V2(c) => c.kill_all(),
+        }
+    }
+
+    /// True when the cgroup is frozen (v1 freezer state FROZEN or FREEZING, v2 cgroup.freeze = 1).
+    pub fn is_frozen(&self) -> bool {
+        let file = match &self.backend {
+            Backend::V1(_) => Path::new(CGROUP_ROOT)
+                .join("freezer")
+                .join(&self.rel)
+                .join("freezer.state"),
+            Backend::V2(c) => c.dir().join("cgroup.freeze"),
+        };
+        read_opt(&file).is_some_and(|s| {
+            let s = s.trim();
+            s == "FROZEN" || s == "FREEZING" || s == "1"
+        })
+    }
+
+    /// Freezes (`true`) or thaws every process of the cgroup: the v1 freezer, or cgroup.freeze on v2.
+    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
+        match &self.backend {
+            Backend::V1(c) => c.set_frozen(frozen),
+            Backend::V2(c) => c.set_frozen(frozen),
+        }
+    }
+
+    /// Writes device cgroup rules ("c 1:3 rwm"; `true` = allow) in order, v1 devices controller only
+    /// (v2 needs an eBPF program, which strata does not load).
+    pub fn apply_device_rules(&self, rules: &[(bool, String)]) -> Result<()> {
+        if rules.is_empty() {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::V1(_) => {
+                let dir = Path::new(CGROUP_ROOT).join("devices").join(&self.rel);
+                for (allow, rule) in rules {
+                    let file = dir.join(if *allow {
+                        "devices.allow"
+                    } else {
+                        "devices.deny"
+                    });
+                    v2::write_file(&file, rule).map_err(|source| CgroupError::LimitRejected {
+                        limit: "device-rule",
+                        file: file.display().to_string(),
+                        value: rule.clone(),
+                        source,
+                    })?;
+                }
+                Ok(())
+            }
+            Backend::V2(_) => Err(CgroupError::ControllerUnavailable {
+                controller: "devices (v1)",
+                limit: "device-rule",
+            }),
         }
     }
 

@@ -1,5 +1,5 @@
-//! The cgroup v1 (and hybrid) backend on cgroups-rs: the group exists in each mounted v1 hierarchy
-//! whose controller the container uses (see [`controllers_for`]). Limits are set one by one through the controllers (not `Cgroup::apply`, which drops
+//! The cgroup v1 (and hybrid) backend on cgroups-rs: the group exists in every mounted v1
+//! hierarchy. Limits are set one by one through the controllers (not `Cgroup::apply`, which drops
 //! some write errors silently) so a rejected value is reported naming its limit.
 
 use std::path::{Path, PathBuf};
@@ -51,20 +51,6 @@ pub fn reference_dir(parent: &str) -> PathBuf {
         .find_map(|c| v1.get_mount_point(c))
         .map(|(point, _root)| point.join(parent))
         .unwrap_or_else(|| Path::new(super::CGROUP_ROOT).join("pids").join(parent))
-}
-
-/// The v1 controllers a container's group is created in: those of its limits and stats (memory, cpu,
-/// cpuacct, pids, blkio) and the freezer `kill_all` uses; cpuset only when it is pinned. A group in a
-/// hierarchy nothing reads or limits (devices without rules, cpuset unpinned, name=systemd) would cost
-/// a mkdir and an rmdir on every start for nothing — cpuset's mkdir even copies cpus/mems down.
-fn controllers_for(res: &Resources) -> Vec<String> {
-    let mut v: Vec<String> = ["memory", "cpu", "cpuacct", "pids", "blkio", "freezer"]
-        .map(String::from)
-        .into();
-    if res.cpuset.is_some() {
-        v.push("cpuset".into());
-    }
-    v
 }
 
 /// Current kernels set blk-throttle up on a disk's queue only when a first throttle rule names that disk,
@@ -130,6 +116,7 @@ fn limit_controller(limit: &'static str) -> &'static str {
         "cpus" | "cpu-shares" => "cpu",
         "cpuset" => "cpuset",
         "pids" => "pids",
+        "freeze" => "freezer",
         _ => "blkio",
     }
 }
@@ -162,8 +149,9 @@ impl V1Cgroup {
         // Validate with the same rules as v2 (and resolve devices) before creating anything.
         format::v2_writes(res)?;
         let throttles = format::resolve_throttles(res)?;
-        let cg =
-            Cgroup::load_with_specified_controllers(hierarchies::auto(), rel, controllers_for(res));
+        // In every hierarchy, also those without a limit: the container's cgroup namespace and its
+        // /sys/fs/cgroup then show its own group everywhere, never the host's root.
+        let cg = Cgroup::load(hierarchies::auto(), rel);
         // One stat instead of one per hierarchy (this is on every container start); a group left
         // half-created by a crash is reused, which is harmless.
         let first = cg
@@ -389,6 +377,12 @@ impl V1Cgroup {
             }
             let _ = wait_until(Duration::from_millis(200), || self.procs().is_empty());
         }
+    }
+
+    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
+        let f = self.controller::<FreezerController>("freeze")?;
+        let r = if frozen { f.freeze() } else { f.thaw() };
+        r.map_err(|e| backend(if frozen { "freeze" } else { "thaw" }, e))
     }
 
     pub fn remove(self) -> Result<()> {

@@ -24,6 +24,15 @@ pub struct ExecConfig {
     pub env: Vec<String>,
     pub workdir: Option<String>,
     pub command: Vec<String>,
+    /// OCI `exec --process FILE`: the whole process (args, env, cwd, user, capabilities …) instead of
+    /// the container's with `command`.
+    pub process: Option<oci_spec::runtime::Process>,
+    /// Allocate a pty (also when `process.terminal`); its master goes to `console_socket`.
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process runs (it outlives strata); with `pid_file`, its host pid is written there.
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
 }
 
 fn ns_inode(pid: &str, kind: Kind) -> Option<u64> {
@@ -37,12 +46,42 @@ pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
     if st.live_status() != Status::Running {
         return Err(ContainerError::NotRunning(cfg.id.clone()));
     }
-    if cfg.command.is_empty() {
-        return Err(ContainerError::Usage("strata exec needs a command".into()));
-    }
     let config = root.dir(&cfg.id).join("config.json");
     let mut spec = Spec::load(&config)
         .map_err(|e| ContainerError::Usage(format!("reading {}: {e}", config.display())))?;
+    let command = match &cfg.process {
+        Some(p) => {
+            if let Some(a) = spec.annotations_mut() {
+                a.remove(spec::ANNOTATION_USER);
+            }
+            spec.set_process(Some(p.clone()));
+            p.args().clone().unwrap_or_default()
+        }
+        None => cfg.command.clone(),
+    };
+    if command.is_empty() {
+        return Err(ContainerError::Usage("strata exec needs a command".into()));
+    }
+    let terminal = cfg.tty
+        || cfg
+            .process
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
+    let pid_file = cfg
+        .pid_file
+        .as_deref()
+        .map(super::oci::PidFile::open)
+        .transpose()?;
+    let console = match (terminal, &cfg.console_socket) {
+        (false, _) => None,
+        (true, Some(sock)) => Some(super::oci::send_console(sock)?),
+        (true, None) => {
+            return Err(ContainerError::Usage(
+                "a terminal (--tty or process.terminal) needs --console-socket".into(),
+            ));
+        }
+    };
     let process = spec.process_mut().as_mut().ok_or(ProcessError::NoProcess)?;
     let mut env = process.env().clone().unwrap_or_default();
     spec::merge_env(&mut env, &cfg.env)?;
@@ -83,11 +122,14 @@ pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
         rootfs: None,
         hostname: None,
         security: security::Plan::from_spec(&spec)?,
-        exec: ExecPlan::new(&cfg.command, &env, cwd)?,
+        exec: ExecPlan::new(&command, &env, cwd)?,
         loopback: false,
         unshare_cgroupns: false,
         init: false,
         fuse_mount: None,
+        oci: None,
+        detached: cfg.detach,
+        console,
     };
 
     // Open (v1) or join (v2) the cgroup before the mount namespace hides the host's /sys/fs/cgroup. On v1
@@ -131,6 +173,12 @@ pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
     if let Err(e) = spawned.release(|_| Err("unexpected FUSE fd".into())) {
         let _ = forwarder.wait(pid);
         return Err(e.into());
+    }
+    if let Some(f) = &pid_file {
+        f.write(pid.as_raw())?;
+    }
+    if cfg.detach {
+        return Ok(0);
     }
     Ok(forwarder.wait(pid).map_err(ProcessError::Wait)?.code())
 }

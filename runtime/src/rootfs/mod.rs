@@ -16,7 +16,7 @@ use nix::unistd::{chdir, pivot_root};
 use oci_spec::runtime::Spec;
 
 pub use cgroupfs::{CgroupFs, Hierarchy, host_hierarchies};
-pub use mounts::{MountEntry, parse_options};
+pub use mounts::{MountEntry, known_mount_options, parse_options};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -65,19 +65,24 @@ pub struct Plan {
     pub masked: Vec<PathBuf>,
     pub readonly_paths: Vec<PathBuf>,
     pub readonly_root: bool,
+    /// `linux.sysctl`, written under the container's /proc/sys after pivot_root (before /proc/sys is
+    /// made read-only); bundle checks already limited them to namespaced keys.
+    pub sysctl: Vec<(String, String)>,
 }
 
 impl Plan {
     /// Builds the plan from the spec. `own_netns` tells whether sysfs can be mounted fresh (sysfs needs a
     /// network namespace owned by the container's user namespace); otherwise the host's /sys is bound.
-    /// `cgroup_rel` is the container's cgroup path relative to the hierarchy roots (for the `cgroup`
-    /// mount in a user namespace, which binds it).
+    /// `cgroup_bind_rel`: the container's cgroup path relative to the hierarchy roots when the `cgroup`
+    /// mount must bind the container's own cgroup dirs (in a user namespace, or without a cgroup
+    /// namespace of its own, where a fresh mount would show the host's whole hierarchy); None mounts the
+    /// hierarchies from inside the container's cgroup namespace.
     pub fn from_spec(
         spec: &Spec,
         source: Source,
         userns: bool,
         own_netns: bool,
-        cgroup_rel: &str,
+        cgroup_bind_rel: Option<&str>,
     ) -> Result<Plan, RootfsError> {
         let root = spec.root().as_ref().ok_or(RootfsError::NoRoot)?;
         let mut entries = Vec::new();
@@ -88,11 +93,7 @@ impl Plan {
                 e = e.as_rbind_of("/sys");
             }
             if e.fstype.as_deref() == Some("cgroup") {
-                cgroupfs = Some(CgroupFs::plan(
-                    &e,
-                    &host_hierarchies(),
-                    userns.then_some(cgroup_rel),
-                ));
+                cgroupfs = Some(CgroupFs::plan(&e, &host_hierarchies(), cgroup_bind_rel));
                 continue;
             }
             entries.push(e);
@@ -113,6 +114,14 @@ impl Plan {
             masked: paths(linux.and_then(|l| l.masked_paths().as_ref())),
             readonly_paths: paths(linux.and_then(|l| l.readonly_paths().as_ref())),
             readonly_root: root.readonly().unwrap_or(false),
+            sysctl: linux
+                .and_then(|l| l.sysctl().clone())
+                .map(|m| {
+                    let mut v: Vec<_> = m.into_iter().collect();
+                    v.sort();
+                    v
+                })
+                .unwrap_or_default(),
         })
     }
 
@@ -191,6 +200,13 @@ impl Plan {
         umount2(".", MntFlags::MNT_DETACH).map_err(sys(|| "detaching the old root".into()))?;
         chdir("/").map_err(sys(|| "chdir /".into()))?;
 
+        for (key, value) in &self.sysctl {
+            let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+            std::fs::write(&path, value).map_err(|e| RootfsError::Sys {
+                what: format!("setting sysctl {key}={value}"),
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })?;
+        }
         for p in &self.masked {
             mask(p)?;
         }
