@@ -440,9 +440,11 @@ impl Overlay {
             .dir_fd(0)
             .cloned()
             .ok_or(Errno::EIO)?;
+        self.link_up_alias(&src, sdir.as_fd(), name)?;
         if exchange {
             let (t, _) = target.as_ref().ok_or(Errno::ENOENT)?;
             self.copy_up(t, true)?;
+            self.link_up_alias(t, ddir.as_fd(), newname)?;
             nix::fcntl::renameat2(
                 sdir.as_fd(),
                 name,
@@ -498,6 +500,28 @@ impl Overlay {
             }
         }
         self.moved(&src, parent, name, newparent, newname);
+        Ok(())
+    }
+
+    /// A hard link of a lower object whose copy was already copied up under another name exists
+    /// only in the lower layer under `name`: link the upper copy under `name` in `udir` first (what
+    /// kernel overlayfs with index=on does), so that a rename moves the object itself. Without this
+    /// the rename of the second of two lower hard links (e.g. busybox applets) fails with ENOENT.
+    fn link_up_alias(&self, node: &Arc<Node>, udir: BorrowedFd<'_>, name: &OsStr) -> OpResult<()> {
+        if node.is_dir() || !matches!(layers::probe(udir, name)?, Probe::Missing) {
+            return Ok(());
+        }
+        let from = self.upper_loc(node)?;
+        nix::unistd::linkat(
+            from.dir.as_fd(),
+            from.name.as_os_str(),
+            udir,
+            name,
+            AtFlags::empty(),
+        )?;
+        // That lower name now counts as an upper link (see the nlink rule in Overlay::attr_from).
+        let mut s = node.state.write();
+        s.lower_nlink = s.lower_nlink.saturating_sub(1).max(1);
         Ok(())
     }
 
