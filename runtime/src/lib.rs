@@ -6,6 +6,7 @@ pub mod hostinfo;
 pub mod image;
 pub mod namespaces;
 pub mod network;
+pub mod oci;
 pub mod process;
 pub mod rootfs;
 pub mod security;

@@ -6,28 +6,39 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// strata: a minimal container runtime.
+/// strata: a minimal container runtime (also an OCI runtime: create/start/state/kill/delete …).
 #[derive(Parser)]
-#[command(name = "strata", version)]
+#[command(
+    name = "strata",
+    version = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0")
+)]
 struct Cli {
     /// Root of strata's image and layer store.
-    #[arg(long, global = true, env = "STRATA_ROOT", default_value = strata_runtime::image::store::DEFAULT_ROOT)]
-    root: PathBuf,
+    #[arg(long, global = true, env = "STRATA_STORE", default_value = strata_runtime::image::store::DEFAULT_ROOT)]
+    store: PathBuf,
     #[command(flatten)]
     state: cli::StateArgs,
+    #[command(flatten)]
+    log: cli::log::LogArgs,
+    /// Use systemd to manage cgroups (not supported: refused).
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    /// More output (accepted for OCI callers).
+    #[arg(long, global = true)]
+    debug: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a command in a new container.
+    /// Run a command in a new container (or, with ID --bundle DIR, an OCI bundle: create + start).
     Run(Box<cli::run::RunArgs>),
     /// Run a command in a running container.
     Exec(cli::exec::ExecArgs),
-    /// List containers.
+    /// List containers, or (with an id) the processes of one.
     Ps(cli::ps::PsArgs),
-    /// Send a signal to a container's main process.
+    /// Send a signal to a container's main process (or with --all to all of its processes).
     Kill(cli::kill::KillArgs),
     /// Remove containers.
     Rm(cli::rm::RmArgs),
@@ -40,6 +51,20 @@ enum Command {
     Image(cli::image::ImageCommand),
     /// What this host offers: kernel, cgroups, namespaces, FUSE passthrough, overlay.
     Info(cli::info::InfoArgs),
+    /// OCI: create a container from a bundle; it waits before its command until `start`.
+    Create(cli::oci::CreateArgs),
+    /// OCI: run the command of a created container.
+    Start(cli::oci::IdArgs),
+    /// OCI: print the state of a container as JSON.
+    State(cli::oci::IdArgs),
+    /// OCI: delete a container (its cgroup and state; --force kills a running one).
+    Delete(cli::oci::DeleteArgs),
+    /// OCI: freeze every process of a container.
+    Pause(cli::oci::IdArgs),
+    /// OCI: thaw a paused container.
+    Resume(cli::oci::IdArgs),
+    /// OCI: the features this runtime supports, as JSON.
+    Features(cli::oci::FeaturesArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,22 +80,51 @@ fn main() -> ExitCode {
             });
         }
     };
+    // runc's convention for the OCI commands: any failure exits 1.
+    let oci_only = matches!(
+        cli.command,
+        Command::Create(_)
+            | Command::Start(_)
+            | Command::State(_)
+            | Command::Delete(_)
+            | Command::Pause(_)
+            | Command::Resume(_)
+            | Command::Features(_)
+    );
     let ok = |r: anyhow::Result<()>| r.map(|()| 0);
-    let result = match cli.command {
-        Command::Run(a) => cli::run::main(*a, &cli.root, &cli.state),
-        Command::Exec(a) => cli::exec::main(a, &cli.state),
-        Command::Ps(a) => cli::ps::main(a, &cli.state),
-        Command::Kill(a) => cli::kill::main(a, &cli.state),
-        Command::Rm(a) => cli::rm::main(a, &cli.state),
-        Command::Gc(a) => cli::gc::main(a, &cli.state),
-        Command::Stats(a) => ok(cli::stats::run(a, &cli.state)),
-        Command::Image(cmd) => ok(cli::image::run(&cli.root, cmd)),
-        Command::Info(a) => ok(cli::info::run(a)),
+    let result = if cli.systemd_cgroup {
+        Err(anyhow::anyhow!(
+            "--systemd-cgroup is not supported: strata manages cgroupfs paths (use Docker's cgroupfs driver)"
+        ))
+    } else {
+        match cli.command {
+            Command::Run(a) => cli::run::main(*a, &cli.store, &cli.state),
+            Command::Exec(a) => cli::exec::main(a, &cli.state),
+            Command::Ps(a) => cli::ps::main(a, &cli.state),
+            Command::Kill(a) => cli::kill::main(a, &cli.state),
+            Command::Rm(a) => cli::rm::main(a, &cli.state),
+            Command::Gc(a) => cli::gc::main(a, &cli.state),
+            Command::Stats(a) => ok(cli::stats::run(a, &cli.state)),
+            Command::Image(cmd) => ok(cli::image::run(&cli.store, cmd)),
+            Command::Info(a) => ok(cli::info::run(a)),
+            Command::Create(a) => cli::oci::create(a, &cli.state),
+            Command::Start(a) => cli::oci::start(a, &cli.state),
+            Command::State(a) => cli::oci::state(a, &cli.state),
+            Command::Delete(a) => cli::oci::delete(a, &cli.state),
+            Command::Pause(a) => cli::oci::pause(a, &cli.state, true),
+            Command::Resume(a) => cli::oci::pause(a, &cli.state, false),
+            Command::Features(a) => cli::oci::features(a),
+        }
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)),
         Err(e) => {
-            eprintln!("strata: {e:#}");
+            let message = format!("{e:#}");
+            eprintln!("strata: {message}");
+            cli.log.error(&message);
+            if oci_only || cli.systemd_cgroup {
+                return ExitCode::from(1);
+            }
             let code = e
                 .downcast_ref::<strata_runtime::container::ContainerError>()
                 .map_or(i32::from(cli::EXIT_STRATA_ERROR), |c| c.exit_code());

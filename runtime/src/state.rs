@@ -61,6 +61,9 @@ pub struct State {
     pub auto_remove: bool,
     /// Namespaces the container created (proc names), for `exec`.
     pub namespaces: Vec<String>,
+    /// The OCI bundle of a container made by `strata create` (no strata monitor: its parent is the caller).
+    #[serde(default)]
+    pub bundle: Option<PathBuf>,
 }
 
 /// The state root (`/run/strata` by default).

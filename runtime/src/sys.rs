@@ -305,3 +305,23 @@ pub fn command_in_netns(cmd: &mut std::process::Command, netns: std::os::fd::Own
         });
     }
 }
+
+// ============================================================================================================
+// OCI runtime command line (used by process/child.rs and container/oci*.rs)
+// ============================================================================================================
+
+/// Makes the pty slave `tty` the caller's stdin, stdout, stderr and controlling terminal (the caller has
+/// just called setsid).
+pub fn make_controlling_tty(tty: &OwnedFd) -> io::Result<()> {
+    for target in 0..=2 {
+        // SAFETY: dup2 on a valid fd and a standard fd number; it only changes the fd table.
+        if unsafe { libc::dup2(tty.as_raw_fd(), target) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal from another session).
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -208,6 +208,7 @@ fn stats_finds_containers_through_their_state() {
         bridge: false,
         auto_remove: false,
         namespaces: vec![],
+        bundle: None,
     };
     root.claim("web").unwrap();
     root.save(&st).unwrap();

@@ -304,7 +304,7 @@ fn cli_reports_hostile_archives_in_one_line_with_status_125() {
     let a = with_layer(d.path(), "cli", &[RawEntry::file("../escaped", b"x")]);
     let root = d.path().join("store");
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--root")
+        .arg("--store")
         .arg(&root)
         .args(["image", "import"])
         .arg(&a)

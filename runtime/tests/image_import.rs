@@ -491,7 +491,7 @@ fn cli_import_ls_inspect_rm() {
     let (archive, built) = busybox(dir.path());
     let strata = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("--root")
+            .arg("--store")
             .arg(&root)
             .args(args)
             .output()
@@ -526,14 +526,14 @@ fn cli_import_ls_inspect_rm() {
     );
 
     let env_root = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .env("STRATA_ROOT", &root)
+        .env("STRATA_STORE", &root)
         .args(["image", "ls", "--json"])
         .output()
         .unwrap();
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&env_root.stdout).unwrap(),
         json,
-        "STRATA_ROOT"
+        "STRATA_STORE"
     );
 
     assert!(
@@ -732,7 +732,7 @@ fn cli_imports_a_gzip_stream_from_stdin() {
     std::io::copy(&mut std::fs::File::open(&archive).unwrap(), &mut enc).unwrap();
     enc.finish().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--root")
+        .arg("--store")
         .arg(dir.path().join("stdin-store"))
         .args(["image", "import", "-", "--name", "from-stdin"])
         .stdin(std::fs::File::open(&gz).unwrap())

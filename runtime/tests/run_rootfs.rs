@@ -92,7 +92,7 @@ fn image_runs_with_its_config_on_every_backend() {
     let st = |args: &[&str]| {
         let out = env
             .strata()
-            .arg("--root")
+            .arg("--store")
             .arg(&store)
             .args(args)
             .output()
@@ -126,7 +126,7 @@ fn image_runs_with_its_config_on_every_backend() {
     // Without a command the image's Cmd (/bin/sh) runs; stdin is empty, so it exits 0.
     let out = env
         .strata()
-        .arg("--root")
+        .arg("--store")
         .arg(&store)
         .args(["run", "--rm", "--image", "strata-busybox"])
         .output()
@@ -159,7 +159,7 @@ fn image_runs_with_its_config_on_every_backend() {
     st(&["rm", &name]);
     let missing = env
         .strata()
-        .arg("--root")
+        .arg("--store")
         .arg(&store)
         .args(["run", "--rm", "--image", "nope", "--", "true"])
         .output()

@@ -413,6 +413,60 @@ impl ContainerCgroup {
         }
     }
 
+    /// True when the cgroup is frozen (v1 freezer state FROZEN or FREEZING, v2 cgroup.freeze = 1).
+    pub fn is_frozen(&self) -> bool {
+        let file = match &self.backend {
+            Backend::V1(_) => Path::new(CGROUP_ROOT)
+                .join("freezer")
+                .join(&self.rel)
+                .join("freezer.state"),
+            Backend::V2(c) => c.dir().join("cgroup.freeze"),
+        };
+        read_opt(&file).is_some_and(|s| {
+            let s = s.trim();
+            s == "FROZEN" || s == "FREEZING" || s == "1"
+        })
+    }
+
+    /// Freezes (`true`) or thaws every process of the cgroup: the v1 freezer, or cgroup.freeze on v2.
+    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
+        match &self.backend {
+            Backend::V1(c) => c.set_frozen(frozen),
+            Backend::V2(c) => c.set_frozen(frozen),
+        }
+    }
+
+    /// Writes device cgroup rules ("c 1:3 rwm"; `true` = allow) in order, v1 devices controller only
+    /// (v2 needs an eBPF program, which strata does not load).
+    pub fn apply_device_rules(&self, rules: &[(bool, String)]) -> Result<()> {
+        if rules.is_empty() {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::V1(_) => {
+                let dir = Path::new(CGROUP_ROOT).join("devices").join(&self.rel);
+                for (allow, rule) in rules {
+                    let file = dir.join(if *allow {
+                        "devices.allow"
+                    } else {
+                        "devices.deny"
+                    });
+                    v2::write_file(&file, rule).map_err(|source| CgroupError::LimitRejected {
+                        limit: "device-rule",
+                        file: file.display().to_string(),
+                        value: rule.clone(),
+                        source,
+                    })?;
+                }
+                Ok(())
+            }
+            Backend::V2(_) => Err(CgroupError::ControllerUnavailable {
+                controller: "devices (v1)",
+                limit: "device-rule",
+            }),
+        }
+    }
+
     /// Removes the (empty) cgroup from every hierarchy, retrying EBUSY briefly. The parent stays.
     pub fn remove(self) -> Result<()> {
         match self.backend {

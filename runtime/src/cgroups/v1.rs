@@ -90,6 +90,7 @@ fn limit_controller(limit: &'static str) -> &'static str {
         "cpus" | "cpu-shares" => "cpu",
         "cpuset" => "cpuset",
         "pids" => "pids",
+        "freeze" => "freezer",
         _ => "blkio",
     }
 }
@@ -337,6 +338,12 @@ impl V1Cgroup {
             }
             let _ = wait_until(Duration::from_millis(200), || self.procs().is_empty());
         }
+    }
+
+    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
+        let f = self.controller::<FreezerController>("freeze")?;
+        let r = if frozen { f.freeze() } else { f.thaw() };
+        r.map_err(|e| backend(if frozen { "freeze" } else { "thaw" }, e))
     }
 
     pub fn remove(self) -> Result<()> {

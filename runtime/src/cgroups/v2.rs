@@ -238,6 +238,11 @@ impl V2Cgroup {
         })
     }
 
+    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
+        let file = self.dir.join("cgroup.freeze");
+        write_file(&file, if frozen { "1" } else { "0" }).map_err(io_err("freeze", &file))
+    }
+
     pub fn kill_all(&self) -> Result<()> {
         let kill_file = self.dir.join("cgroup.kill");
         if kill_file.exists() {

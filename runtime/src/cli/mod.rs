@@ -5,6 +5,8 @@ pub mod gc;
 pub mod image;
 pub mod info;
 pub mod kill;
+pub mod log;
+pub mod oci;
 pub mod ps;
 pub mod rm;
 pub mod run;
@@ -46,9 +48,10 @@ mod tests {
 /// Options every container command shares.
 #[derive(clap::Args, Debug, Clone)]
 pub struct StateArgs {
-    /// Where container state lives.
+    /// Where container state lives (the OCI runtimes' --root; --state-dir is an alias).
     #[arg(
-        long,
+        long = "root",
+        visible_alias = "state-dir",
         global = true,
         env = "STRATA_STATE",
         default_value = "/run/strata"

@@ -1,9 +1,14 @@
-//! `strata ps [--all] [--json]`
+//! `strata ps [--all] [--json]`, and the OCI form `strata ps ID [--format table|json]`
 
-use strata_runtime::container::manage;
+use strata_runtime::container::{manage, oci_ops};
 
 #[derive(clap::Args, Debug)]
 pub struct PsArgs {
+    /// One container: list its processes (host pids) instead of the containers.
+    pub id: Option<String>,
+    /// With an id: `json` prints a JSON array of pids (runc's `ps --format json`).
+    #[arg(short, long, default_value = "table")]
+    pub format: String,
     /// Show exited containers too.
     #[arg(short, long)]
     pub all: bool,
@@ -13,6 +18,20 @@ pub struct PsArgs {
 }
 
 pub fn main(args: PsArgs, state: &super::StateArgs) -> anyhow::Result<i32> {
+    if let Some(id) = &args.id {
+        let pids = oci_ops::pids(&state.root(), id)?;
+        match args.format.as_str() {
+            "json" => println!("{}", serde_json::to_string(&pids)?),
+            "table" => {
+                println!("PID");
+                for p in pids {
+                    println!("{p}");
+                }
+            }
+            other => anyhow::bail!("unknown --format {other:?} (table or json)"),
+        }
+        return Ok(0);
+    }
     let list = manage::ps(&state.root(), args.all)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&list)?);

@@ -10,6 +10,20 @@ use strata_runtime::spec::{ImageDefaults, ProcessOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
+    /// OCI form: the container id (with --bundle).
+    pub id: Option<String>,
+    /// OCI form: run the bundle in DIR (config.json + rootfs): create, start, wait, delete.
+    #[arg(short, long, requires = "id")]
+    pub bundle: Option<PathBuf>,
+    /// OCI form: file to write the container init's host pid to.
+    #[arg(long, requires = "bundle")]
+    pub pid_file: Option<PathBuf>,
+    /// OCI form: unix socket that receives the pty master (process.terminal).
+    #[arg(long, requires = "bundle")]
+    pub console_socket: Option<PathBuf>,
+    /// OCI form: accepted for runc compatibility (strata always pivots).
+    #[arg(long)]
+    pub no_pivot: bool,
     /// An image from the store (see `strata image`).
     #[arg(long, conflicts_with = "rootfs")]
     pub image: Option<String>,
@@ -160,6 +174,21 @@ pub fn main(
     image_root: &std::path::Path,
     state: &super::StateArgs,
 ) -> anyhow::Result<i32> {
+    if let (Some(bundle), Some(id)) = (&args.bundle, &args.id) {
+        let create = super::oci::CreateArgs {
+            id: id.clone(),
+            bundle: bundle.clone(),
+            pid_file: args.pid_file.clone(),
+            console_socket: args.console_socket.clone(),
+            no_pivot: args.no_pivot,
+            no_new_keyring: false,
+            cgroup_parent: args.cgroup_parent.clone(),
+        };
+        return super::oci::run(create, args.detach, state);
+    }
+    if args.id.is_some() {
+        anyhow::bail!("a container id as argument needs --bundle DIR (or use --name)");
+    }
     let cfg = RunConfig {
         state_root: state.root(),
         name: args.name,

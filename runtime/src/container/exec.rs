@@ -88,6 +88,7 @@ pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
         unshare_cgroupns: false,
         init: false,
         fuse_mount: None,
+        oci: None,
     };
 
     // Open (v1) or join (v2) the cgroup before the mount namespace hides the host's /sys/fs/cgroup. On v1

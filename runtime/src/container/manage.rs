@@ -143,7 +143,10 @@ pub fn gc(root: &StateRoot) -> Result<Vec<String>, ContainerError> {
     for (id, st) in root.list()? {
         match st {
             Some(st) => {
-                if st.monitor_alive() {
+                // An OCI container has no monitor (the shim is its parent): it is gc'd only once it ends.
+                let oci_alive =
+                    st.bundle.is_some() && state::same_process_alive(st.pid, st.pid_start);
+                if st.monitor_alive() || oci_alive {
                     continue;
                 }
                 if state::same_process_alive(st.pid, st.pid_start) {

@@ -3,6 +3,8 @@
 
 pub mod exec;
 pub mod manage;
+pub mod oci;
+pub mod oci_ops;
 pub mod phases;
 
 use std::os::fd::AsFd;
@@ -50,6 +52,16 @@ pub enum ContainerError {
     NotRunning(String),
     #[error("container {0} is running: stop it first or use --force")]
     Running(String),
+    #[error(transparent)]
+    Bundle(#[from] crate::oci::bundle::BundleError),
+    #[error(transparent)]
+    Hook(#[from] crate::oci::hooks::HookError),
+    #[error("cannot {op} container {id}: it is {status}")]
+    WrongStatus {
+        op: &'static str,
+        id: String,
+        status: &'static str,
+    },
 }
 
 impl ContainerError {
@@ -98,7 +110,7 @@ pub struct RunConfig {
     /// Layer directories, top-first (the image store's lower dirs, or `--lower`).
     pub lowers: Vec<PathBuf>,
     pub image: Option<String>,
-    /// Root of the image store (`--root` / `STRATA_ROOT`).
+    /// Root of the image store (`--store` / `STRATA_STORE`).
     pub image_root: PathBuf,
     pub fs: Option<FsMode>,
     pub detach: bool,
@@ -295,6 +307,33 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
             std::os::unix::fs::chown(&d, uid, gid).map_err(io(format!("chown {}", d.display())))?;
         }
     }
+    let plan = child_plan(&spec, source, &root, fuse.as_ref(), cfg.init)?;
+    if plan.rootfs.is_none() {
+        return Err(ContainerError::Usage(
+            "sharing the host's mount namespace is not supported by strata run".into(),
+        ));
+    }
+    Ok(Prepared {
+        id: id.to_string(),
+        dir,
+        fs,
+        root,
+        spec,
+        plan,
+        fuse,
+        idmap_sources,
+    })
+}
+
+/// The child's plan for a container whose spec is final: namespaces, rootfs (from `source` on `root`),
+/// hostname, security and command. Shared by `strata run` and the OCI `create`.
+fn child_plan(
+    spec: &oci_spec::runtime::Spec,
+    source: rootfs::Source,
+    root: &std::path::Path,
+    fuse: Option<&strata_overlayfs::Config>,
+    init: bool,
+) -> Result<ChildPlan, ContainerError> {
     let namespaces = NamespacePlan::from_spec(
         spec.linux()
             .as_ref()
@@ -311,42 +350,28 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
             .new
             .remove(nix::sched::CloneFlags::CLONE_NEWCGROUP);
     }
-    let rootfs = rootfs::Plan::from_spec(&spec, source, userns, namespaces.creates(Kind::Net))?;
-    let plan = ChildPlan {
+    let rootfs = rootfs::Plan::from_spec(spec, source, userns, namespaces.creates(Kind::Net))?;
+    Ok(ChildPlan {
         join_fds: ChildPlan::open_joins(&namespaces.join)?,
         rootfs: namespaces.isolates(Kind::Mnt).then_some(rootfs),
         hostname: namespaces
             .isolates(Kind::Uts)
             .then(|| spec.hostname().clone())
             .flatten(),
-        security: security::Plan::from_spec(&spec)?,
-        exec: ExecPlan::from_spec(&spec)?,
+        security: security::Plan::from_spec(spec)?,
+        exec: ExecPlan::from_spec(spec)?,
         loopback: namespaces.creates(Kind::Net),
         unshare_cgroupns,
-        init: cfg.init,
-        fuse_mount: fuse.as_ref().map(|c| {
+        init,
+        oci: None,
+        fuse_mount: fuse.map(|c| {
             let opts = strata_overlayfs::FuseMountOptions::from(c);
-            let target = root.clone();
+            let target = root.to_path_buf();
             Box::new(move || {
                 strata_overlayfs::open_and_mount_fuse(&target, &opts).map_err(|e| e.to_string())
             }) as Box<dyn Fn() -> Result<std::os::fd::OwnedFd, String>>
         }),
         namespaces,
-    };
-    if plan.rootfs.is_none() {
-        return Err(ContainerError::Usage(
-            "sharing the host's mount namespace is not supported by strata run".into(),
-        ));
-    }
-    Ok(Prepared {
-        id: id.to_string(),
-        dir,
-        fs,
-        root,
-        spec,
-        plan,
-        fuse,
-        idmap_sources,
     })
 }
 
@@ -467,42 +492,19 @@ fn start_and_wait(
             Ok(c) => held.cgroup.insert(c),
             Err(e) => return Err(fail(e.into(), started)),
         };
-    let cgroup_fd = cgroup.v2_dir_fd();
-    let tasks = match cgroup_fd {
-        Some(_) => Vec::new(),
-        None => cgroup
-            .self_join_fds()
-            .map_err(|e| fail(e.into(), started))?,
-    };
-    let entry = match (&cgroup_fd, tasks.is_empty()) {
-        (Some(fd), _) => process::CgroupEntry::Into(fd.as_fd()),
-        (None, false) => process::CgroupEntry::SelfJoin(&tasks),
-        (None, true) => process::CgroupEntry::Inherit,
-    };
     let mut forwarder = SignalForwarder::install().map_err(ProcessError::Wait)?;
 
     ph.start("namespaces");
-    let spawned = process::spawn(&p.plan, entry).map_err(|e| fail(e.into(), started))?;
+    let spawned = spawn_in_cgroup(p, cgroup).map_err(|e| fail(e, started))?;
     let pid = spawned.pid;
-    let mut setup = || -> Result<(), ContainerError> {
-        if matches!(entry, process::CgroupEntry::Inherit) {
-            cgroup.add_task(pid.as_raw())?;
+    if cfg.net == NetMode::Bridge {
+        match crate::network::Bridge::setup(&p.id, pid.as_raw(), cfg.net_rate) {
+            Ok(b) => held.bridge = Some(b),
+            Err(e) => {
+                abort_child(pid);
+                return Err(fail(e.into(), started));
+            }
         }
-        if p.plan.namespaces.creates(Kind::User) {
-            setup_userns(p, &spawned)?;
-        }
-        if cfg.net == NetMode::Bridge {
-            held.bridge = Some(crate::network::Bridge::setup(
-                &p.id,
-                pid.as_raw(),
-                cfg.net_rate,
-            )?);
-        }
-        Ok(())
-    };
-    if let Err(e) = setup() {
-        abort_child(pid);
-        return Err(fail(e, started));
     }
     let mut st = State {
         id: p.id.clone(),
@@ -533,6 +535,7 @@ fn start_and_wait(
             })
             .map(|k| k.to_string())
             .collect(),
+        bundle: None,
     };
 
     ph.start("rootfs");
@@ -588,6 +591,40 @@ fn start_and_wait(
     let status = forwarder.wait(pid).map_err(ProcessError::Wait)?;
     st.status = Status::Exited;
     Ok((status.code(), st))
+}
+
+/// Clones the container process of `p` into `cgroup` (CLONE_INTO_CGROUP on v2, self-join on v1) and,
+/// for a new user namespace, writes its id maps and hands it its idmapped rootfs. The child is left
+/// waiting for [`process::Spawned::release`]; on failure it is killed and reaped.
+fn spawn_in_cgroup(
+    p: &Prepared,
+    cgroup: &crate::cgroups::ContainerCgroup,
+) -> Result<process::Spawned, ContainerError> {
+    let cgroup_fd = cgroup.v2_dir_fd();
+    let tasks = match cgroup_fd {
+        Some(_) => Vec::new(),
+        None => cgroup.self_join_fds()?,
+    };
+    let entry = match (&cgroup_fd, tasks.is_empty()) {
+        (Some(fd), _) => process::CgroupEntry::Into(fd.as_fd()),
+        (None, false) => process::CgroupEntry::SelfJoin(&tasks),
+        (None, true) => process::CgroupEntry::Inherit,
+    };
+    let spawned = process::spawn(&p.plan, entry)?;
+    let setup = || -> Result<(), ContainerError> {
+        if matches!(entry, process::CgroupEntry::Inherit) {
+            cgroup.add_task(spawned.pid.as_raw())?;
+        }
+        if p.plan.namespaces.creates(Kind::User) {
+            setup_userns(p, &spawned)?;
+        }
+        Ok(())
+    };
+    if let Err(e) = setup() {
+        abort_child(spawned.pid);
+        return Err(e);
+    }
+    Ok(spawned)
 }
 
 /// Writes the child's id maps from the spec and gives it idmapped copies of the rootfs (bind) or of each

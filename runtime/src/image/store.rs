@@ -22,7 +22,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The store's location unless `--root` or `STRATA_ROOT` says otherwise.
+/// The store's location unless `--store` or `STRATA_STORE` says otherwise.
 pub const DEFAULT_ROOT: &str = "/var/lib/strata";
 
 /// One layer of an image, identified by the digest of its uncompressed tar.
@@ -85,9 +85,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// `$STRATA_ROOT` if set and non-empty, else [`DEFAULT_ROOT`].
+    /// `$STRATA_STORE` if set and non-empty, else [`DEFAULT_ROOT`].
     pub fn default_root() -> PathBuf {
-        match std::env::var_os("STRATA_ROOT") {
+        match std::env::var_os("STRATA_STORE") {
             Some(r) if !r.is_empty() => PathBuf::from(r),
             _ => PathBuf::from(DEFAULT_ROOT),
         }

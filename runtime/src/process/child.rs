@@ -29,21 +29,39 @@ fn setup<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Failure 
 
 /// Entry point of the cloned child; returns the exit status on failure (exec never returns on success).
 pub fn main(plan: &ChildPlan, cgroup_tasks: &[OwnedFd], chan: &Channel) -> i32 {
-    match run(plan, cgroup_tasks, chan) {
+    let mut started = None;
+    match run(plan, cgroup_tasks, chan, &mut started) {
         Ok(()) => 0,
         Err(f) => {
-            let _ = chan.send(&Msg::Error {
-                code: f.code,
-                message: f.message,
-            });
+            // Past the OCI start gate strata's create has gone; `strata start` hears the failure instead.
+            match started.as_mut() {
+                Some(conn) => {
+                    let _ = std::io::Write::write_all(conn, f.message.as_bytes());
+                }
+                None => {
+                    let _ = chan.send(&Msg::Error {
+                        code: f.code,
+                        message: f.message,
+                    });
+                }
+            }
             i32::from(f.code)
         }
     }
 }
 
-fn run(plan: &ChildPlan, cgroup_tasks: &[OwnedFd], chan: &Channel) -> Result<(), Failure> {
-    // Die with strata: a container whose monitor is gone has nobody serving its rootfs or reaping it.
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+fn run(
+    plan: &ChildPlan,
+    cgroup_tasks: &[OwnedFd],
+    chan: &Channel,
+    started: &mut Option<std::os::unix::net::UnixStream>,
+) -> Result<(), Failure> {
+    // Die with strata: a container whose monitor is gone has nobody serving its rootfs or reaping it. An
+    // OCI container instead outlives `strata create` by design.
+    let die_with_strata = plan.oci.is_none();
+    if die_with_strata {
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    }
     let mut trees = Vec::new();
     loop {
         match chan.recv() {
@@ -54,6 +72,9 @@ fn run(plan: &ChildPlan, cgroup_tasks: &[OwnedFd], chan: &Channel) -> Result<(),
         }
     }
     setsid().map_err(setup("setsid"))?;
+    if let Some(console) = plan.oci.as_ref().and_then(|g| g.console.as_ref()) {
+        crate::sys::make_controlling_tty(console).map_err(setup("setting up the terminal"))?;
+    }
     for fd in cgroup_tasks {
         // A clone3 child has one thread, so joining each v1 hierarchy as a thread moves the process.
         nix::unistd::write(fd, b"0").map_err(setup("joining the container's cgroup"))?;
@@ -116,17 +137,63 @@ fn run(plan: &ChildPlan, cgroup_tasks: &[OwnedFd], chan: &Channel) -> Result<(),
         crate::network::loopback_up().map_err(setup("bringing up loopback"))?;
     }
     enter_workdir(&plan.exec)?;
+    if let Some(gate) = &plan.oci {
+        *started = Some(wait_for_start(plan, gate, chan)?);
+    }
     plan.security.apply().map_err(|e| Failure {
         code: 125,
         message: e.to_string(),
     })?;
-    // Credential changes cleared the parent-death signal; set it again for the container's lifetime.
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if die_with_strata {
+        // Credential changes cleared the parent-death signal; set it again for the container's lifetime.
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    }
 
     if plan.init {
         return super::init::run(&plan.exec, chan);
     }
     Err(exec(&plan.exec))
+}
+
+/// OCI `create` ends here: the command must exist (runc reports a missing one at create, not start), then
+/// strata's create is told we are waiting and we block until `strata start` connects and sends the
+/// state JSON, which the startContainer hooks get on stdin.
+fn wait_for_start(
+    plan: &ChildPlan,
+    gate: &super::OciGate,
+    chan: &Channel,
+) -> Result<std::os::unix::net::UnixStream, Failure> {
+    let found = plan.exec.candidates.iter().any(|c| {
+        std::fs::metadata(
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(c.to_bytes()),
+        )
+        .is_ok_and(|m| m.is_file())
+    });
+    if !found {
+        return Err(exec(&plan.exec));
+    }
+    chan.send(&Msg::Waiting)
+        .map_err(setup("telling strata the container is created"))?;
+    let conn = loop {
+        match nix::sys::socket::accept4(
+            std::os::fd::AsRawFd::as_raw_fd(&gate.listener),
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        ) {
+            Ok(fd) => break std::os::unix::net::UnixStream::from(crate::sys::owned_fd(fd)),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(setup("waiting for strata start")(e)),
+        }
+    };
+    let mut state = Vec::new();
+    std::io::Read::read_to_end(&mut (&conn), &mut state)
+        .map_err(setup("reading the state from strata start"))?;
+    crate::oci::hooks::run_all("startContainer", &gate.start_hooks, &state).map_err(|e| {
+        Failure {
+            code: 125,
+            message: e.to_string(),
+        }
+    })?;
+    Ok(conn)
 }
 
 fn enter_workdir(exec: &ExecPlan) -> Result<(), Failure> {

@@ -116,6 +116,19 @@ pub struct ChildPlan {
     /// Mount the FUSE rootfs in the child (after the rootfs plan's private propagation) and hand the fd to
     /// the parent.
     pub fuse_mount: Option<Box<dyn Fn() -> Result<OwnedFd, String>>>,
+    /// OCI `create`: the container outlives strata and waits before its command (see [`OciGate`]).
+    pub oci: Option<OciGate>,
+}
+
+/// What an OCI `create` child needs beyond `strata run`'s: it must not die with strata (the shim, not
+/// strata, is its parent afterwards), it waits on `listener` (a listening unix socket in the state dir,
+/// inherited through clone3) until `strata start` connects and sends the state JSON, runs the
+/// startContainer hooks, and reports a failure of the last steps over that connection (EOF = exec'd).
+pub struct OciGate {
+    pub listener: OwnedFd,
+    /// The pty slave that becomes stdin/stdout/stderr and controlling terminal (`process.terminal`).
+    pub console: Option<OwnedFd>,
+    pub start_hooks: Vec<oci_spec::runtime::Hook>,
 }
 
 impl ChildPlan {
@@ -208,6 +221,7 @@ impl Spawned {
             match self.chan.recv().map_err(ProcessError::Sync)? {
                 None => return Ok(rootfs_done),
                 Some(sync::Msg::RootfsDone(t)) => rootfs_done = t,
+                Some(sync::Msg::Waiting) => return Ok(rootfs_done),
                 Some(sync::Msg::Error { code, message }) => {
                     return Err(ProcessError::Child { code, message });
                 }

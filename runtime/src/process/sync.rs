@@ -27,6 +27,8 @@ pub enum Msg {
     FuseFd(OwnedFd),
     /// Parent -> child, before Go: a detached (idmapped) mount to use as the rootfs.
     RootTree(OwnedFd),
+    /// Child -> parent (OCI `create`): setup is done; the child now waits at its start gate.
+    Waiting,
 }
 
 pub fn pair() -> Result<(Channel, Channel), Errno> {
@@ -56,6 +58,10 @@ impl Channel {
                 buf.push(b'E');
                 buf.push(*code);
                 buf.extend_from_slice(message.as_bytes());
+                &[]
+            }
+            Msg::Waiting => {
+                buf.push(b'W');
                 &[]
             }
             Msg::RootfsDone(t) => {
@@ -115,6 +121,7 @@ impl Channel {
         }
         Ok(Some(match buf[0] {
             b'G' => Msg::Go,
+            b'W' => Msg::Waiting,
             b'E' if n >= 2 => Msg::Error {
                 code: buf[1],
                 message: String::from_utf8_lossy(&buf[2..n]).into_owned(),

@@ -14,7 +14,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::unistd::{chdir, pivot_root};
 use oci_spec::runtime::Spec;
 
-pub use mounts::{MountEntry, parse_options};
+pub use mounts::{MountEntry, known_mount_options, parse_options};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {

@@ -20,6 +20,29 @@ pub struct MountEntry {
     pub bind_remount: bool,
 }
 
+/// The mount options [`parse_options`] turns into flags (others are passed to the filesystem as data).
+pub fn known_mount_options() -> Vec<&'static str> {
+    vec![
+        "ro",
+        "rw",
+        "nosuid",
+        "suid",
+        "nodev",
+        "dev",
+        "noexec",
+        "exec",
+        "sync",
+        "noatime",
+        "nodiratime",
+        "relatime",
+        "strictatime",
+        "bind",
+        "rbind",
+        "private",
+        "rprivate",
+    ]
+}
+
 /// Splits OCI/fstab-style options into mount flags and the filesystem-specific data string.
 pub fn parse_options(options: &[String]) -> (MsFlags, Option<String>) {
     let mut flags = MsFlags::empty();
