@@ -319,7 +319,9 @@ impl Overlay {
         }
         self.copy_up_dir(parent)?;
         let udir = parent.state.read().dir_fd(0).cloned().ok_or(Errno::EIO)?;
-        let in_upper = node.state.read().upper;
+        // A lower hard link of an object copied up under another name has no upper entry here.
+        let in_upper = node.state.read().upper
+            && (dir || matches!(layers::probe(udir.as_fd(), name)?, Probe::Found(_)));
         let need_wh = self.lower_positive(parent, name)?;
         if in_upper {
             if need_wh && self.stack.whiteout == WhiteoutForm::Kernel {
@@ -349,6 +351,11 @@ impl Overlay {
             }
         } else {
             self.make_whiteout(udir.as_fd(), name)?;
+            let mut s = node.state.write();
+            if s.upper {
+                // One lower name fewer (see the nlink rule in Overlay::attr_from).
+                s.lower_nlink = s.lower_nlink.saturating_sub(1).max(1);
+            }
         }
         if dir || attr.nlink <= 1 {
             node.state.write().unlinked = true;

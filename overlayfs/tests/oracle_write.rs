@@ -135,9 +135,15 @@ fn script(p: &Pair) {
     p.both("nlink after renames", |m| {
         Ok(fs::metadata(m.join("hard/three.moved"))?.nlink())
     });
+    p.both("unlink lower hard link of copied-up object", |m| {
+        fs::remove_file(m.join("hard/four"))?;
+        fs::remove_file(m.join("hard/two.moved"))?;
+        fs::remove_file(m.join("hard/one"))?;
+        Ok(fs::metadata(m.join("hard/link3"))?.nlink())
+    });
     p.both("read renamed links", |m| {
         Ok((
-            fs::read(m.join("hard/two.moved"))?,
+            fs::read(m.join("hard/link3"))?,
             fs::read(m.join("hard/three.moved"))?,
             m.join("hard/two").exists(),
             m.join("etc/three").exists(),
