@@ -599,6 +599,10 @@ impl Overlay {
                 )?;
             }
         }
+        if size.is_some() {
+            node.data_changed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(sz) = size {
             if node.kind != FileType::RegularFile {
                 return Err(if node.is_dir() {
