@@ -47,6 +47,8 @@ impl Overlay {
                 return Err(Errno::EROFS);
             }
             self.copy_up(node, flags & libc::O_TRUNC == 0)?;
+            node.data_changed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let loc = self.loc(node)?;
         let upper = self.stack.is_upper(loc.layer);
@@ -61,6 +63,16 @@ impl Overlay {
                 .and_then(|(w, u)| w.upgrade().map(|b| (b, *u)));
             match existing {
                 Some((b, u)) if u == upper => backing = Some(b),
+                // Copied up (e.g. by a rename) while its lower copy is passthrough-open, e.g. a
+                // running busybox: a read-only open may read the same data through the lower
+                // backing file. Serving it ourselves (direct I/O) would make exec fail with EIO.
+                Some((b, false))
+                    if upper
+                        && !wants_write(flags)
+                        && !node.data_changed.load(std::sync::atomic::Ordering::Relaxed) =>
+                {
+                    backing = Some(b)
+                }
                 Some(_) => {
                     // The inode is passthrough-open on its other copy: the kernel refuses a second
                     // backing file, so serve this open ourselves, uncached.

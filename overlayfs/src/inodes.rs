@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use fuser::FileType;
 use parking_lot::{Mutex, RwLock};
@@ -80,6 +80,9 @@ pub struct Node {
     pub oci_checked: AtomicU64,
     /// ...and holds no `.wh.*` name, so lookups skip the OCI whiteout probe there.
     pub oci_free: AtomicU64,
+    /// The file's data may have changed since it was copied up (a writing open or a truncate), so
+    /// its lower copy no longer has the same data.
+    pub data_changed: AtomicBool,
 }
 
 impl Node {
@@ -93,6 +96,7 @@ impl Node {
             copyup_lock: Mutex::new(()),
             oci_checked: AtomicU64::new(0),
             oci_free: AtomicU64::new(0),
+            data_changed: AtomicBool::new(false),
         }
     }
 

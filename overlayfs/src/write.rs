@@ -370,6 +370,11 @@ impl Overlay {
             }
         } else {
             self.make_whiteout(udir.as_fd(), name)?;
+            let mut s = node.state.write();
+            if s.upper {
+                // One lower name fewer (see the nlink rule in Overlay::attr_from).
+                s.lower_nlink = s.lower_nlink.saturating_sub(1).max(1);
+            }
         }
         if dir || attr.nlink <= 1 {
             node.state.write().unlinked = true;
@@ -618,6 +623,10 @@ impl Overlay {
                     nix::sys::stat::FchmodatFlags::FollowSymlink,
                 )?;
             }
+        }
+        if size.is_some() {
+            node.data_changed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         if let Some(sz) = size {
             if node.kind != FileType::RegularFile {

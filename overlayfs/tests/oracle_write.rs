@@ -124,6 +124,31 @@ fn script(p: &Pair) {
         Ok(fs::metadata(m.join("hard/two"))?.nlink())
     });
     p.both("read through other link", |m| fs::read(m.join("etc/three")));
+    // Renaming the other lower names of an object already copied up under one name (busybox
+    // applets in an image are hard links: `mv /bin/true /bin/x; mv /bin/cat /bin/y`).
+    p.both("rename lower hard link of copied-up object", |m| {
+        fs::rename(m.join("hard/two"), m.join("hard/two.moved"))
+    });
+    p.both("rename lower hard link into another dir", |m| {
+        fs::rename(m.join("etc/three"), m.join("hard/three.moved"))
+    });
+    p.both("nlink after renames", |m| {
+        Ok(fs::metadata(m.join("hard/three.moved"))?.nlink())
+    });
+    p.both("unlink lower hard link of copied-up object", |m| {
+        fs::remove_file(m.join("hard/four"))?;
+        fs::remove_file(m.join("hard/two.moved"))?;
+        fs::remove_file(m.join("hard/one"))?;
+        Ok(fs::metadata(m.join("hard/link3"))?.nlink())
+    });
+    p.both("read renamed links", |m| {
+        Ok((
+            fs::read(m.join("hard/link3"))?,
+            fs::read(m.join("hard/three.moved"))?,
+            m.join("hard/two").exists(),
+            m.join("etc/three").exists(),
+        ))
+    });
     // Removal.
     p.both("unlink copied-up file", |m| {
         fs::remove_file(m.join("etc/hosts"))

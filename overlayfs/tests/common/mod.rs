@@ -114,6 +114,7 @@ pub fn build_layers(root: &Path, form: WhiteoutForm) -> Vec<PathBuf> {
     write(&l3.join("hard/one"), "linked data");
     fs::hard_link(l3.join("hard/one"), l3.join("hard/two")).unwrap();
     fs::hard_link(l3.join("hard/one"), l3.join("etc/three")).unwrap();
+    fs::hard_link(l3.join("hard/one"), l3.join("hard/four")).unwrap();
     std::os::unix::fs::symlink("../etc/passwd", l3.join("bin/pw")).unwrap();
     std::os::unix::fs::symlink("/etc/shadow", l3.join("bin/abs")).unwrap();
     std::os::unix::fs::symlink("dangling", l3.join("bin/dangle")).unwrap();
