@@ -107,7 +107,16 @@ impl CgroupFs {
         hierarchies: &[Hierarchy],
         userns_cgroup: Option<&str>,
     ) -> CgroupFs {
-        let flags = m.flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        // The spec's propagation and bind options (podman sends "rprivate") would make the fresh
+        // tmpfs/cgroup mounts fail with EINVAL; only the plain mount flags carry over.
+        let plain = m.flags
+            - (MsFlags::MS_BIND
+                | MsFlags::MS_REC
+                | MsFlags::MS_PRIVATE
+                | MsFlags::MS_SHARED
+                | MsFlags::MS_SLAVE
+                | MsFlags::MS_UNBINDABLE);
+        let flags = plain | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         let entry = |target: PathBuf, fstype: &str, data: Option<String>| MountEntry {
             target,
             fstype: Some(fstype.to_string()),
