@@ -1,0 +1,101 @@
+//! The io weight proven on a real BFQ device. Its own test binary, so nothing else runs beside it:
+//! BFQ's split of a loop device over /dev/shm depends on the readers getting CPU time, and the other
+//! limit tests (memory hog, fork bomb, busy loops) would take it.
+
+mod cgroups_support;
+
+use std::time::Duration;
+
+use cgroups_support::{BUSYBOX, Gated, LoopDev, TestParent};
+use strata_runtime::cgroups::{ContainerCgroup, Resources};
+
+/// The weight file the kernel holds for `cg` and its content.
+fn io_weight_file(cg: &ContainerCgroup) -> (std::path::PathBuf, String) {
+    let file = cg
+        .path_for_exec()
+        .iter()
+        .flat_map(|p| {
+            [
+                "blkio.bfq.weight",
+                "blkio.weight",
+                "io.bfq.weight",
+                "io.weight",
+            ]
+            .map(|f| p.with_file_name(f))
+        })
+        .find(|p| p.exists())
+        .expect("an io weight file in the container cgroup (BFQ with group scheduling)");
+    let text = std::fs::read_to_string(&file).unwrap();
+    (file, text)
+}
+
+#[test]
+fn io_weight_splits_a_bfq_device() {
+    // Weights only act under a weight-aware scheduler: BFQ, set on a private loop device (over
+    // tmpfs, so the shared disk's load does not matter). Two readers keep it saturated with direct
+    // I/O, each in its own region; the 1000-weight one must read clearly more than the 100 one.
+    let parent = TestParent::new();
+    // Sparse on tmpfs: the holes read as zeros and cost no memory. Large regions keep each dd long.
+    let region: u64 = 256 << 20;
+    let dev = LoopDev::new(2 * region);
+    let sched = format!(
+        "/sys/block/{}/queue/scheduler",
+        dev.path.trim_start_matches("/dev/")
+    );
+    std::fs::write(&sched, "bfq").unwrap_or_else(|e| {
+        panic!("this test needs the BFQ I/O scheduler (writing bfq to {sched}: {e})")
+    });
+    assert!(std::fs::read_to_string(&sched).unwrap().contains("[bfq]"));
+    let mk = |name: &str, w| {
+        let res = Resources {
+            io_weight: Some(w),
+            ..Default::default()
+        };
+        ContainerCgroup::create(&parent.name, name, &res).unwrap()
+    };
+    let (heavy, light) = (mk("heavy", 1000), mk("light", 100));
+    for (cg, w) in [(&heavy, "1000"), (&light, "100")] {
+        let (file, text) = io_weight_file(cg);
+        assert!(text.contains(w), "{}: {text}", file.display());
+    }
+    let reader = |skip_blocks: u64| {
+        Gated::spawn(&format!(
+            "while :; do {BUSYBOX} dd if={} of=/dev/null bs=256k skip={skip_blocks} count={} iflag=direct 2>/dev/null || exit 1; done",
+            dev.path,
+            region / (256 << 10)
+        ))
+    };
+    let mut a = reader(0);
+    let mut b = reader(region / (256 << 10));
+    a.join(&heavy);
+    b.join(&light);
+    a.release();
+    b.release();
+    std::thread::sleep(Duration::from_millis(300));
+    let read = |cg: &ContainerCgroup| cg.stats().unwrap().io_read_bytes;
+    let (h0, l0) = (read(&heavy), read(&light));
+    std::thread::sleep(Duration::from_secs(2));
+    let (h1, l1) = (read(&heavy), read(&light));
+    for cg in [&heavy, &light] {
+        cg.kill_all().unwrap();
+    }
+    let _ = (a.child.wait(), b.child.wait());
+    let (h, l) = (h1 - h0, l1 - l0);
+    eprintln!(
+        "BFQ, weights 1000 vs 100: {} MiB vs {} MiB read (ratio {:.2})",
+        h >> 20,
+        l >> 20,
+        h as f64 / l.max(1) as f64
+    );
+    assert!(l > 0, "the light reader read nothing: {}", b.stderr());
+    // BFQ gives about 4-6x here; 2x is the margin against a shared machine's noise.
+    assert!(
+        h > 2 * l,
+        "weight 1000 read {h} bytes, weight 100 read {l}: no clear preference"
+    );
+    for cg in [heavy, light] {
+        cg.remove().unwrap();
+    }
+    drop(dev);
+    parent.finish();
+}
