@@ -90,28 +90,6 @@ fn exit_failure(what: &str, status: std::process::ExitStatus, stderr: &str) -> C
     CaseError::failed(format!("{what} exited with {status}: {line}"))
 }
 
-/// Like [`run_checked`] (stdout discarded), also returning the process's peak RSS in bytes (wait4's
-/// rusage). Its stderr is read to the end first, so a chatty failure cannot block on a full pipe.
-pub fn run_checked_peak_rss(cmd: &mut Command, what: &str) -> CaseResult<u64> {
-    use std::io::Read;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| CaseError::failed(format!("{what}: {e}")))?;
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    let (status, peak) = sys::wait_with_peak_rss(child.id()).map_err(CaseError::failed)?;
-    if status.success() {
-        Ok(peak)
-    } else {
-        Err(exit_failure(what, status, &err))
-    }
-}
-
 /// The rootfs shared by every startup subject of this process: the busybox test image from strata's store
 /// (a read-only kernel overlay of its layers, so all subjects run exactly the image Docker runs), or, when
 /// the store does not have it, this crate's own busybox directory. Removed by [`cleanup`].
@@ -502,38 +480,44 @@ impl Starter for Strata {
         let phases = run_dir()?.join(unique_name("phases.json"));
         let mut cmd = self.command(&phases)?;
         let t = Instant::now();
-        let r = run_checked_peak_rss(&mut cmd, &format!("strata run --fs {}", self.fs));
+        let r = run_checked(&mut cmd, &format!("strata run --fs {}", self.fs));
         let value = t.elapsed();
-        let peak_rss = r?;
-        let parts = read_phases(&phases);
+        r?;
+        let (parts, peak_rss) = read_phases(&phases);
         let _ = std::fs::remove_file(&phases);
         Ok(Sample {
             value,
             parts,
-            metrics: vec![("peak_rss_mib".into(), peak_rss as f64 / (1 << 20) as f64)],
+            metrics: peak_rss
+                .map(|b| ("peak_rss_bytes".to_string(), b as f64))
+                .into_iter()
+                .collect(),
         })
     }
 }
 
-/// strata's STRATA_PHASES file: `{"phases":[{"name":..,"start_ns":..,"end_ns":..}]}`; absent or
-/// unreadable gives no parts (the total still counts).
-pub fn read_phases(path: &Path) -> Vec<(String, Duration)> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
+/// strata's STRATA_PHASES file: `{"phases":[{"name":..,"start_ns":..,"end_ns":..}],"peak_rss_bytes":..}`
+/// → the phases and strata's own peak RSS (VmHWM); absent or unreadable gives neither (the total still
+/// counts).
+pub fn read_phases(path: &Path) -> (Vec<(String, Duration)>, Option<u64>) {
+    let Some(v) = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    else {
+        return (Vec::new(), None);
     };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return Vec::new();
-    };
-    let Some(list) = v.get("phases").and_then(|p| p.as_array()) else {
-        return Vec::new();
-    };
-    list.iter()
+    let phases = v
+        .get("phases")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
         .filter_map(|p| {
             let name = p.get("name")?.as_str()?.to_string();
             let (s, e) = (p.get("start_ns")?.as_u64()?, p.get("end_ns")?.as_u64()?);
             Some((name, Duration::from_nanos(e.saturating_sub(s))))
         })
-        .collect()
+        .collect();
+    (phases, v.get("peak_rss_bytes").and_then(|b| b.as_u64()))
 }
 
 /// An OCI bundle starting /bin/true with the subjects' namespaces and limits.

@@ -426,29 +426,3 @@ pub fn setns_before_exec(cmd: &mut Command, fd: RawFd, nstype: CloneFlags) {
         });
     }
 }
-
-/// Waits for the child `pid` (spawned by [`Command::spawn`], not yet reaped) and returns its exit status
-/// and its peak resident set in bytes: wait4's `ru_maxrss`, the largest of the process and the children it
-/// reaped itself.
-pub fn wait_with_peak_rss(pid: u32) -> Result<(std::process::ExitStatus, u64)> {
-    use std::os::unix::process::ExitStatusExt;
-    let mut status = 0;
-    // SAFETY: rusage is plain data, valid when zeroed.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: wait4 writes only into the two out-parameters, both valid for the call.
-        let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut ru) };
-        if r >= 0 {
-            break;
-        }
-        let e = nix::Error::last();
-        if e != nix::Error::EINTR {
-            return Err(SysError::Errno {
-                what: "wait4",
-                source: e,
-            });
-        }
-    }
-    let kib = u64::try_from(ru.ru_maxrss).unwrap_or(0);
-    Ok((std::process::ExitStatus::from_raw(status), kib * 1024))
-}

@@ -45,10 +45,11 @@ impl Phases {
             .iter()
             .map(|(n, s, e)| format!("{{\"name\":\"{n}\",\"start_ns\":{s},\"end_ns\":{e}}}"))
             .collect();
-        format!("{{\"phases\":[{}]}}", items.join(","))
+        let peak = peak_rss_bytes().map_or(String::new(), |b| format!(",\"peak_rss_bytes\":{b}"));
+        format!("{{\"phases\":[{}]{peak}}}", items.join(","))
     }
 
-    /// Writes the phases to `$STRATA_PHASES` when set; errors are reported on stderr, never fatal.
+    /// Writes the phases (and this process's peak RSS) to `$STRATA_PHASES` when set; errors are reported on stderr, never fatal.
     pub fn write_if_requested(&mut self) {
         self.finish();
         if let Some(path) = std::env::var_os("STRATA_PHASES") {
@@ -60,6 +61,16 @@ impl Phases {
             }
         }
     }
+}
+
+/// This process's peak resident set: VmHWM of /proc/self/status, which belongs to the current address
+/// space only. (wait4's ru_maxrss would also count the spawner's memory when it was started through
+/// vfork/posix_spawn, whose shared address space becomes the "old mm" at exec.)
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 #[cfg(test)]
@@ -75,5 +86,6 @@ mod tests {
         assert_eq!(ph.len(), 2);
         assert_eq!(ph[0]["name"], "a");
         assert!(ph[0]["end_ns"].as_u64() <= ph[1]["start_ns"].as_u64());
+        assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
     }
 }
