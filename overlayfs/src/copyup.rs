@@ -91,10 +91,9 @@ impl Overlay {
                     s.name = n;
                 }
             }
-            self.copy_up_object(node, with_data)?;
-            let mut s = node.state.write();
-            s.lower_left = s.lower_left.saturating_sub(1);
-            return Ok(());
+            // copy_up_object counts the name it moves into upper, under its lock: several
+            // threads may get here for one node and only one of them copies.
+            return self.copy_up_object(node, with_data);
         }
         let Some((p, n)) = via else {
             return Ok(());
@@ -161,6 +160,8 @@ impl Overlay {
         };
         let mut s = node.state.write();
         s.upper = true;
+        // One lower name of a hard-linked lower file is now an upper link (see Overlay::attr_from).
+        s.lower_left = s.lower_left.saturating_sub(1);
         if let Some(fd) = newfd {
             s.dirs.insert(0, (0, fd));
         }
