@@ -119,22 +119,7 @@ struct Served {
 
 impl Served {
     fn start(bin: &Path, layers: &Layers) -> CaseResult<Served> {
-        let scratch = layers.root.join(unique_name("rss"));
-        let (mnt, upper, work) = (scratch.join("mnt"), scratch.join("u"), scratch.join("w"));
-        for d in [&mnt, &upper, &work] {
-            std::fs::create_dir_all(d)?;
-        }
-        let lower = layers
-            .dirs
-            .iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(":");
-        let opts = format!(
-            "lowerdir={lower},upperdir={},workdir={}",
-            upper.display(),
-            work.display()
-        );
+        let (_scratch, mnt, opts) = layers.scratch_mount("rss")?;
         let child = Command::new(bin)
             .arg("-f")
             .arg("-o")

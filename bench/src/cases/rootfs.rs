@@ -86,6 +86,30 @@ pub struct Layers {
     pub flat: PathBuf,
 }
 
+impl Layers {
+    /// A fresh scratch dir under `root` with a mountpoint, an upper and a work dir: (scratch, mountpoint,
+    /// the overlay options `lowerdir=…,upperdir=…,workdir=…` over these layers).
+    pub fn scratch_mount(&self, what: &str) -> std::io::Result<(PathBuf, PathBuf, String)> {
+        let scratch = self.root.join(unique_name(what));
+        let (mnt, upper, work) = (scratch.join("mnt"), scratch.join("u"), scratch.join("w"));
+        for d in [&mnt, &upper, &work] {
+            std::fs::create_dir_all(d)?;
+        }
+        let lower = self
+            .dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        let opts = format!(
+            "lowerdir={lower},upperdir={},workdir={}",
+            upper.display(),
+            work.display()
+        );
+        Ok((scratch, mnt, opts))
+    }
+}
+
 impl Drop for Layers {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.root);
@@ -195,22 +219,7 @@ impl Mounted {
         layers: &Layers,
         fuse_bin: Option<&Path>,
     ) -> CaseResult<Mounted> {
-        let scratch = layers.root.join(unique_name("m"));
-        let (mnt, upper, work) = (scratch.join("mnt"), scratch.join("u"), scratch.join("w"));
-        for d in [&mnt, &upper, &work] {
-            std::fs::create_dir_all(d)?;
-        }
-        let lower = layers
-            .dirs
-            .iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(":");
-        let opts = format!(
-            "lowerdir={lower},upperdir={},workdir={}",
-            upper.display(),
-            work.display()
-        );
+        let (scratch, mnt, opts) = layers.scratch_mount("m")?;
         let m = Mounted {
             mnt: mnt.clone(),
             scratch,
