@@ -127,7 +127,8 @@ impl Plan {
             additional_gids: user.additional_gids().clone().unwrap_or_default(),
             user_name,
             rlimits,
-            no_new_privs: process.and_then(|p| p.no_new_privileges()).unwrap_or(true),
+            // The runtime-spec default is false (Docker sets it only for `--security-opt no-new-privileges`).
+            no_new_privs: process.and_then(|p| p.no_new_privileges()).unwrap_or(false),
         })
     }
 

@@ -66,7 +66,8 @@ impl Resources {
             out.pids = Some(p.limit()).filter(|l| *l != 0);
         }
         if let Some(b) = r.block_io() {
-            out.io_weight = b.weight();
+            // Docker writes 0 for "not set", as it does for the other limits.
+            out.io_weight = b.weight().filter(|w| *w > 0);
             let devs =
                 |v: &Option<Vec<oci_spec::runtime::LinuxThrottleDevice>>| -> Vec<(String, u64)> {
                     v.iter()

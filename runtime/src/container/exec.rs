@@ -75,7 +75,7 @@ pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
         .transpose()?;
     let console = match (terminal, &cfg.console_socket) {
         (false, _) => None,
-        (true, Some(sock)) => Some(super::oci::send_console(sock)?),
+        (true, Some(sock)) => Some(super::oci::connect_console(sock)?),
         (true, None) => {
             return Err(ContainerError::Usage(
                 "a terminal (--tty or process.terminal) needs --console-socket".into(),

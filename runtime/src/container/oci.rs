@@ -87,11 +87,11 @@ fn create_claimed(
         .and_then(|l| l.resources().as_ref())
         .map(Resources::from_oci)
         .unwrap_or_default();
-    let listener = std::os::unix::net::UnixListener::bind(dir.join(START_SOCKET))
+    let listener = bind_unix(&dir.join(START_SOCKET))
         .map_err(io(format!("creating {}", dir.join(START_SOCKET).display())))?;
     let console = match &opts.console_socket {
         Some(sock) if spec.process().as_ref().and_then(|p| p.terminal()) == Some(true) => {
-            Some(send_console(sock)?)
+            Some(connect_console(sock)?)
         }
         _ => None,
     };
@@ -263,29 +263,47 @@ impl PidFile {
     }
 }
 
-/// Opens a pty, sends its master to the caller's `--console-socket` (SCM_RIGHTS, as runc does) and
-/// returns the slave for the container's stdio.
-pub fn send_console(sock: &Path) -> Result<OwnedFd, ContainerError> {
-    let pty = nix::pty::openpty(None, None).map_err(|e| ContainerError::Io {
-        what: "opening a pty for process.terminal".into(),
-        err: e.into(),
-    })?;
-    let stream = std::os::unix::net::UnixStream::connect(sock).map_err(io(format!(
+/// Connects to the caller's `--console-socket`; the container's child sends the master of a pty it
+/// opens in the container's devpts over this connection (see `process::console`).
+pub fn connect_console(sock: &Path) -> Result<std::os::unix::net::UnixStream, ContainerError> {
+    connect_unix(sock).map_err(io(format!(
         "connecting to console socket {}",
         sock.display()
-    )))?;
-    let fds = [pty.master.as_raw_fd()];
-    let name = b"/dev/ptmx";
-    nix::sys::socket::sendmsg::<()>(
-        stream.as_raw_fd(),
-        &[std::io::IoSlice::new(name)],
-        &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
-        nix::sys::socket::MsgFlags::empty(),
-        None,
-    )
-    .map_err(|e| ContainerError::Io {
-        what: format!("sending the pty to console socket {}", sock.display()),
-        err: e.into(),
-    })?;
-    Ok(pty.slave)
+    )))
+}
+
+/// A unix socket path the kernel accepts: `sun_path` holds 107 bytes, and Docker's state dirs
+/// (`/var/run/docker/runtime-runc/moby/<64-hex id>/`) are longer than that. A longer path is reached through
+/// its directory opened as `O_PATH` (`/proc/self/fd/N/NAME`); the returned file must outlive the call.
+pub fn short_socket_path(path: &Path) -> std::io::Result<(Option<std::fs::File>, PathBuf)> {
+    const SUN_PATH_MAX: usize = 107;
+    if path.as_os_str().len() <= SUN_PATH_MAX {
+        return Ok((None, path.to_path_buf()));
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok((None, path.to_path_buf()));
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_PATH.bits() | nix::fcntl::OFlag::O_DIRECTORY.bits())
+        .open(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        })?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
+    Ok((Some(dir), short))
+}
+
+/// `UnixListener::bind` for paths of any length (see [`short_socket_path`]).
+pub fn bind_unix(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    let (_dir, short) = short_socket_path(path)?;
+    std::os::unix::net::UnixListener::bind(short)
+}
+
+/// `UnixStream::connect` for paths of any length (see [`short_socket_path`]).
+pub fn connect_unix(path: &Path) -> std::io::Result<std::os::unix::net::UnixStream> {
+    let (_dir, short) = short_socket_path(path)?;
+    std::os::unix::net::UnixStream::connect(short)
 }

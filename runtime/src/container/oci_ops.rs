@@ -144,7 +144,7 @@ pub fn start(root: &StateRoot, id: &str) -> Result<(), ContainerError> {
         let what = format!("{what} container {id}");
         move |err| ContainerError::Io { what, err }
     };
-    let mut conn = std::os::unix::net::UnixStream::connect(&sock).map_err(io("starting"))?;
+    let mut conn = super::oci::connect_unix(&sock).map_err(io("starting"))?;
     let mut running = c.json();
     running["status"] = "created".into();
     conn.write_all(running.to_string().as_bytes())

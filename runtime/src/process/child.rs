@@ -72,9 +72,6 @@ fn run(
         }
     }
     setsid().map_err(setup("setsid"))?;
-    if let Some(console) = &plan.console {
-        crate::sys::make_controlling_tty(console).map_err(setup("setting up the terminal"))?;
-    }
     for fd in cgroup_tasks {
         // A clone3 child has one thread, so joining each v1 hierarchy as a thread moves the process.
         nix::unistd::write(fd, b"0").map_err(setup("joining the container's cgroup"))?;
@@ -134,6 +131,11 @@ fn run(
         })?;
     }
     umask(old_umask);
+    if let Some(console) = &plan.console {
+        let tty =
+            super::console::open_and_send(console).map_err(setup("setting up the terminal"))?;
+        crate::sys::make_controlling_tty(&tty).map_err(setup("setting up the terminal"))?;
+    }
     let _ = chan.send(&Msg::RootfsDone(crate::container::phases::now_ns()));
 
     if let Some(h) = &plan.hostname {

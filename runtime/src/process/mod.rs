@@ -8,6 +8,7 @@
 //! command as pid 2, forwards every signal to it, reaps zombies and exits with the command's status.
 
 mod child;
+mod console;
 pub mod init;
 pub mod sync;
 mod wait;
@@ -120,8 +121,11 @@ pub struct ChildPlan {
     pub oci: Option<OciGate>,
     /// The process outlives strata (`exec --detach`, OCI `create`): no parent-death signal.
     pub detached: bool,
-    /// The pty slave that becomes stdin/stdout/stderr and controlling terminal (`process.terminal`).
-    pub console: Option<OwnedFd>,
+    /// `process.terminal`: a connection to the caller's `--console-socket`. The child opens a pty in the
+    /// container's own devpts once it is in the container's root (so `tty` and `/proc/self/fd/0` name
+    /// `/dev/pts/N` there, as under runc), sends the master over it and makes the slave its stdio and
+    /// controlling terminal.
+    pub console: Option<std::os::unix::net::UnixStream>,
 }
 
 /// What an OCI `create` child needs beyond `strata run`'s: it must not die with strata (the shim, not
