@@ -63,6 +63,8 @@ enum Command {
     Pause(cli::oci::IdArgs),
     /// OCI: thaw a paused container.
     Resume(cli::oci::IdArgs),
+    /// OCI (runc's command line): change the cgroup limits of a running container.
+    Update(cli::oci::UpdateArgs),
     /// OCI: the features this runtime supports, as JSON.
     Features(cli::oci::FeaturesArgs),
 }
@@ -89,8 +91,10 @@ fn main() -> ExitCode {
             | Command::Delete(_)
             | Command::Pause(_)
             | Command::Resume(_)
+            | Command::Update(_)
             | Command::Features(_)
     );
+    let mut log = cli.log.open();
     let ok = |r: anyhow::Result<()>| r.map(|()| 0);
     let result = if cli.systemd_cgroup {
         Err(anyhow::anyhow!(
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
             Command::Delete(a) => cli::oci::delete(a, &cli.state),
             Command::Pause(a) => cli::oci::pause(a, &cli.state, true),
             Command::Resume(a) => cli::oci::pause(a, &cli.state, false),
+            Command::Update(a) => cli::oci::update(a, &cli.state),
             Command::Features(a) => cli::oci::features(a),
         }
     };
@@ -121,7 +126,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let message = format!("{e:#}");
             eprintln!("strata: {message}");
-            cli.log.error(&message);
+            log.error(&message);
             if oci_only || cli.systemd_cgroup {
                 return ExitCode::from(1);
             }

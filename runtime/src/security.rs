@@ -135,7 +135,8 @@ impl Plan {
     /// Applies limits, user, capabilities, no_new_privs and seccomp to the calling process, in the order
     /// that keeps each step permitted: rlimits and the bounding set need privilege, the user switch needs
     /// CAP_SETUID/SETGID, seccomp comes last so it never blocks strata's own setup.
-    pub fn apply(&self) -> Result<(), SecurityError> {
+    /// Returns the uid the process now runs as.
+    pub fn apply(&self) -> Result<u32, SecurityError> {
         for &(res, soft, hard) in &self.rlimits {
             setrlimit(res, soft, hard).map_err(errno("setting rlimits"))?;
         }
@@ -189,8 +190,19 @@ impl Plan {
                     .map_err(|e| SecurityError::Seccomp(e.to_string()))?;
             }
         }
-        Ok(())
+        Ok(uid)
     }
+}
+
+/// The home directory of `uid` in the container's /etc/passwd, "/" when it has none (runc's rule for a
+/// process whose environment sets no HOME; called after pivot_root).
+pub fn home_of(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2].parse::<u32>() == Ok(uid) && !f[5].is_empty())
+        .map_or_else(|| "/".to_string(), |f| f[5].to_string())
 }
 
 /// Looks `USER[:GROUP]` up in the container's /etc/passwd and /etc/group (called after pivot_root).

@@ -352,9 +352,6 @@ pub fn build(
     if opts.seccomp_unconfined {
         annotations.insert(ANNOTATION_SECCOMP.to_string(), "unconfined".to_string());
     }
-    if env_get(&env, "HOME").is_none() {
-        env.push("HOME=/root".to_string());
-    }
 
     // The open-files limit is strata's own (made explicit in the spec): raising a hard limit needs
     // CAP_SYS_RESOURCE, which strata may not have.

@@ -220,11 +220,15 @@ fn oci_console_socket_receives_the_pty_master() {
     let master = receiver.join().unwrap();
     assert!(oci(&env, &["start", &id]).status.success());
     let mut tty = std::fs::File::from(master);
-    tty.write_all(b"echo tty-$((40+2)); [ -t 0 ] && echo is-a-tty\n")
+    // `tty` names the pty as the container sees it: one of its own devpts instance, as under runc.
+    tty.write_all(b"echo tty-$((40+2)); [ -t 0 ] && echo is-a-tty; echo at-$(tty)\n")
         .unwrap();
     let mut seen = String::new();
     let mut buf = [0u8; 1024];
-    while !(seen.contains("tty-42") && seen.contains("is-a-tty\r\n")) {
+    while !(seen.contains("tty-42")
+        && seen.contains("is-a-tty\r\n")
+        && seen.contains("at-/dev/pts/0\r\n"))
+    {
         let n = tty.read(&mut buf).unwrap();
         assert!(n > 0, "pty closed; saw {seen:?}");
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));

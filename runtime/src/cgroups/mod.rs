@@ -437,6 +437,15 @@ impl ContainerCgroup {
         }
     }
 
+    /// Changes the limits of a live cgroup (OCI `update`, `docker update`): the limits `res` sets are
+    /// written, the others stay as they are.
+    pub fn update(&self, res: &Resources) -> Result<()> {
+        match &self.backend {
+            Backend::V1(c) => c.update(res),
+            Backend::V2(c) => c.update(res),
+        }
+    }
+
     /// Writes device cgroup rules ("c 1:3 rwm"; `true` = allow) in order, v1 devices controller only
     /// (v2 needs an eBPF program, which strata does not load).
     pub fn apply_device_rules(&self, rules: &[(bool, String)]) -> Result<()> {

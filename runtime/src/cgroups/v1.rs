@@ -192,6 +192,23 @@ impl V1Cgroup {
         Ok(V1Cgroup { cg })
     }
 
+    pub fn update(&self, res: &Resources) -> Result<()> {
+        format::v2_writes(res)?;
+        let throttles = format::resolve_throttles(res)?;
+        if res.memory.is_some() && res.memory_swap.is_some() {
+            // memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes: raising both needs the
+            // memsw limit first, lowering both the memory limit first. Try the swap limit alone first;
+            // when that is refused (it would go below the current memory limit), the full apply below
+            // lowers memory before memsw.
+            let swap_only = Resources {
+                memory_swap: res.memory_swap,
+                ..Default::default()
+            };
+            let _ = self.apply(&swap_only, &format::resolve_throttles(&swap_only)?);
+        }
+        self.apply(res, &throttles)
+    }
+
     fn apply(&self, res: &Resources, throttles: &format::Throttles) -> Result<()> {
         if let Some(m) = res.memory {
             let mem: &MemController = self.controller("memory")?;

@@ -159,6 +159,14 @@ impl V2Cgroup {
         Ok(cg)
     }
 
+    pub fn update(&self, res: &Resources) -> Result<()> {
+        let writes = format::v2_writes(res)?;
+        let parent = self.dir.parent().unwrap_or(&self.dir);
+        let controllers = read_controllers(&parent.join("cgroup.subtree_control"));
+        let writes = prefer_bfq_weight(&self.dir, writes, res.io_weight);
+        apply_writes(&self.dir, &writes, &controllers)
+    }
+
     pub fn open(root: &Path, rel: &str) -> Result<V2Cgroup> {
         let dir = root.join(rel);
         if !dir.join("cgroup.procs").exists() {

@@ -21,22 +21,41 @@ pub struct LogArgs {
 }
 
 impl LogArgs {
-    /// Appends an error line; a log that cannot be written is not worth failing over.
-    pub fn error(&self, message: &str) {
-        let Some(path) = &self.log else { return };
+    /// Opens the log file now: `exec` joins the container's mount namespace before it can fail, and the
+    /// path names a file of the host's (runc opens its log at start-up too). A log that cannot be opened
+    /// is not worth failing over.
+    pub fn open(&self) -> Log {
+        let file = self.log.as_ref().and_then(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .ok()
+        });
+        Log {
+            file,
+            format: self.log_format,
+        }
+    }
+}
+
+/// The opened `--log` file.
+pub struct Log {
+    file: Option<std::fs::File>,
+    format: LogFormat,
+}
+
+impl Log {
+    /// Appends an error line.
+    pub fn error(&mut self, message: &str) {
+        let Some(f) = &mut self.file else { return };
         let time = strata_runtime::state::rfc3339(strata_runtime::state::now_unix());
-        let line = match self.log_format {
+        let line = match self.format {
             LogFormat::Json => {
                 serde_json::json!({"level": "error", "msg": message, "time": time}).to_string()
             }
             LogFormat::Text => format!("time={time:?} level=error msg={message:?}"),
         };
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(f, "{line}");
-        }
+        let _ = writeln!(f, "{line}");
     }
 }

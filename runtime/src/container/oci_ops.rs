@@ -11,7 +11,7 @@ use oci_spec::runtime::Spec;
 
 use super::ContainerError;
 use super::oci::START_SOCKET;
-use crate::cgroups::ContainerCgroup;
+use crate::cgroups::{ContainerCgroup, Resources};
 use crate::oci::hooks;
 use crate::state::{self, State, StateError, StateRoot, Status};
 
@@ -264,6 +264,21 @@ pub fn set_paused(root: &StateRoot, id: &str, paused: bool) -> Result<(), Contai
         .as_ref()
         .ok_or_else(|| ContainerError::Usage(format!("container {id} has no cgroup")))?;
     ContainerCgroup::open(parent, name)?.set_frozen(paused)?;
+    Ok(())
+}
+
+/// `update ID`: new limits for a created, running or paused container's cgroup.
+pub fn update(root: &StateRoot, id: &str, res: &Resources) -> Result<(), ContainerError> {
+    let c = current(root, id)?;
+    if c.status == OciStatus::Stopped {
+        return Err(wrong("update", id, c.status));
+    }
+    let (parent, name) = c
+        .state
+        .cgroup
+        .as_ref()
+        .ok_or_else(|| ContainerError::Usage(format!("container {id} has no cgroup")))?;
+    ContainerCgroup::open(parent, name)?.update(res)?;
     Ok(())
 }
 

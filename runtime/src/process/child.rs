@@ -148,19 +148,35 @@ fn run(
     if let Some(gate) = &plan.oci {
         *started = Some(wait_for_start(plan, gate, chan)?);
     }
-    plan.security.apply().map_err(|e| Failure {
+    let uid = plan.security.apply().map_err(|e| Failure {
         code: 125,
         message: e.to_string(),
     })?;
+    let with_home;
+    let exec_plan = if plan
+        .exec
+        .env
+        .iter()
+        .any(|e| e.as_bytes().starts_with(b"HOME="))
+    {
+        &plan.exec
+    } else {
+        // No HOME in the environment: the user's home from the container's passwd, as runc sets it.
+        with_home = plan
+            .exec
+            .with_env(&format!("HOME={}", crate::security::home_of(uid)))
+            .map_err(setup("setting HOME"))?;
+        &with_home
+    };
     if die_with_strata {
         // Credential changes cleared the parent-death signal; set it again for the container's lifetime.
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     }
 
     if plan.init {
-        return super::init::run(&plan.exec, chan);
+        return super::init::run(exec_plan, chan);
     }
-    Err(exec(&plan.exec))
+    Err(exec(exec_plan))
 }
 
 /// OCI `create` ends here: the command must exist (runc reports a missing one at create, not start), then
@@ -222,6 +238,19 @@ fn enter_workdir(exec: &ExecPlan) -> Result<(), Failure> {
 /// Marks inherited fds close-on-exec, restores the signal mask and execs the first runnable candidate.
 /// Returns only on failure, with Docker's status: 127 when nothing was found, 126 when found but not
 /// executable.
+/// "exec PATH: permission denied", with the C library's lower-case strerror as Go prints it: Docker
+/// recognises a failed exec in the runtime's message by these words (126 for "permission denied", 127 for
+/// "no such file or directory" / "executable file not found").
+fn exec_error(path: &CStr, err: &std::io::Error) -> String {
+    let text = err.to_string();
+    let reason = text
+        .split(" (os error")
+        .next()
+        .unwrap_or(&text)
+        .to_lowercase();
+    format!("cannot execute {}: {reason}", path.to_string_lossy())
+}
+
 pub fn exec(plan: &ExecPlan) -> Failure {
     if let Err(e) = crate::sys::cloexec_from(3) {
         return Failure {
@@ -256,11 +285,11 @@ pub fn exec(plan: &ExecPlan) -> Failure {
     match (denied, other) {
         (Some((p, e)), _) => Failure {
             code: 126,
-            message: format!("cannot execute {}: {e}", p.to_string_lossy()),
+            message: exec_error(p, &e),
         },
         (None, Some((p, e))) => Failure {
             code: 126,
-            message: format!("cannot execute {}: {e}", p.to_string_lossy()),
+            message: exec_error(p, &e),
         },
         (None, None) if has_slash => Failure {
             code: 127,

@@ -66,6 +66,14 @@ pub struct ExecPlan {
 }
 
 impl ExecPlan {
+    /// The same plan with `var` ("K=V") added to the environment.
+    pub fn with_env(&self, var: &str) -> Result<ExecPlan, ProcessError> {
+        let mut plan = self.clone();
+        plan.env
+            .push(CString::new(var).map_err(|_| ProcessError::Nul)?);
+        Ok(plan)
+    }
+
     pub fn new(args: &[String], env: &[String], cwd: PathBuf) -> Result<ExecPlan, ProcessError> {
         let cstr = |s: &str| CString::new(s).map_err(|_| ProcessError::Nul);
         let arg0 = args.first().cloned().unwrap_or_default();
