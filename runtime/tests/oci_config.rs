@@ -154,12 +154,8 @@ fn oci_bad_configs_name_the_field_and_leave_nothing() {
     unknown["linux"]["fooBar"] = json!({"x": 1});
     cases.push(("unknown", unknown.to_string(), "linux.fooBar"));
     let mut unsupported = good.clone();
-    unsupported["linux"]["rootfsPropagation"] = json!("shared");
-    cases.push((
-        "unsupported",
-        unsupported.to_string(),
-        "linux.rootfsPropagation",
-    ));
+    unsupported["linux"]["intelRdt"] = json!({"closID": "strata-test"});
+    cases.push(("unsupported", unsupported.to_string(), "linux.intelRdt"));
     let mut host_sysctl = good.clone();
     host_sysctl["linux"]["sysctl"] = json!({"vm.swappiness": "10"});
     cases.push((

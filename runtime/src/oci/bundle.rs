@@ -172,12 +172,10 @@ fn unknown_field(raw: &Value, known: &Value, at: &str) -> Option<String> {
 /// Fields oci-spec reads but strata does not implement, each of which changes what the container may do
 /// (so running without it would be a silent weakening or a silent difference).
 const UNSUPPORTED: &[&str] = &[
-    "linux.devices",
     "linux.intelRdt",
     "linux.personality",
     "linux.timeOffsets",
     "linux.mountLabel",
-    "linux.rootfsPropagation",
     "linux.resources.hugepageLimits",
     "linux.resources.network",
     "linux.resources.rdma",

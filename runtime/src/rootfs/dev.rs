@@ -61,3 +61,113 @@ pub fn populate(mknod_devices: bool) -> Result<(), RootfsError> {
     }
     Ok(())
 }
+
+/// A `linux.devices` entry: a node the container gets in its /dev (or elsewhere) beyond the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraDevice {
+    /// Relative to the rootfs.
+    pub path: std::path::PathBuf,
+    pub kind: SFlag,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+impl ExtraDevice {
+    pub fn from_oci(d: &oci_spec::runtime::LinuxDevice) -> Result<ExtraDevice, RootfsError> {
+        use oci_spec::runtime::LinuxDeviceType as T;
+        let kind = match d.typ() {
+            T::C | T::U => SFlag::S_IFCHR,
+            T::B => SFlag::S_IFBLK,
+            T::P => SFlag::S_IFIFO,
+            T::A => {
+                return Err(RootfsError::Spec(format!(
+                    "linux.devices {}: type \"a\" is only valid in device cgroup rules",
+                    d.path().display()
+                )));
+            }
+        };
+        let path = d.path();
+        if !path.is_absolute()
+            || path
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(RootfsError::Spec(format!(
+                "linux.devices {}: path must be absolute, without ..",
+                path.display()
+            )));
+        }
+        Ok(ExtraDevice {
+            path: path.strip_prefix("/").unwrap_or(path).to_path_buf(),
+            kind,
+            major: u64::try_from(d.major()).unwrap_or(0),
+            minor: u64::try_from(d.minor()).unwrap_or(0),
+            // The runtime-spec leaves the default to the runtime; runc's is 0666 as for the defaults.
+            mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+            uid: d.uid(),
+            gid: d.gid(),
+        })
+    }
+
+    /// Creates the node relative to the current directory (the rootfs): mknod, or inside a user
+    /// namespace a bind mount of the host's node at the same path. A file already there (one of the
+    /// defaults) is replaced.
+    pub fn create(&self, mknod_devices: bool) -> Result<(), RootfsError> {
+        let shown = || format!("/{}", self.path.display());
+        let io = |what: String| {
+            move |e: std::io::Error| RootfsError::Sys {
+                what,
+                errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            }
+        };
+        // Still in the host's root: a symlink on the way would put the node outside the rootfs.
+        let mut at = std::path::PathBuf::new();
+        for c in self.path.parent().into_iter().flat_map(|p| p.components()) {
+            at.push(c);
+            if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(RootfsError::SymlinkTarget(
+                    std::path::Path::new("/").join(&at),
+                ));
+            }
+        }
+        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(io(format!("creating {}", parent.display())))?;
+        }
+        if std::fs::symlink_metadata(&self.path).is_ok() {
+            std::fs::remove_file(&self.path).map_err(io(format!("replacing {}", shown())))?;
+        }
+        if mknod_devices {
+            mknod(
+                &self.path,
+                self.kind,
+                Mode::from_bits_truncate(self.mode),
+                makedev(self.major, self.minor),
+            )
+            .map_err(sys(|| format!("creating device {}", shown())))?;
+            if self.uid.is_some() || self.gid.is_some() {
+                nix::unistd::chown(
+                    &self.path,
+                    self.uid.map(nix::unistd::Uid::from_raw),
+                    self.gid.map(nix::unistd::Gid::from_raw),
+                )
+                .map_err(sys(|| format!("chown of device {}", shown())))?;
+            }
+        } else {
+            std::fs::File::create(&self.path).map_err(io(format!("creating {}", shown())))?;
+            let host = std::path::Path::new("/").join(&self.path);
+            mount(
+                Some(&host),
+                &self.path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(sys(|| format!("binding device {}", host.display())))?;
+        }
+        Ok(())
+    }
+}

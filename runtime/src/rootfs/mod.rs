@@ -26,6 +26,8 @@ pub enum RootfsError {
     SymlinkTarget(PathBuf),
     #[error("spec has no root path")]
     NoRoot,
+    #[error("{0}")]
+    Spec(String),
 }
 
 pub(crate) fn sys(what: impl FnOnce() -> String) -> impl FnOnce(Errno) -> RootfsError {
@@ -68,6 +70,31 @@ pub struct Plan {
     /// `linux.sysctl`, written under the container's /proc/sys after pivot_root (before /proc/sys is
     /// made read-only); bundle checks already limited them to namespaced keys.
     pub sysctl: Vec<(String, String)>,
+    /// `linux.devices`, created after the spec's mounts (so in the /dev tmpfs).
+    pub devices: Vec<dev::ExtraDevice>,
+    /// `linux.rootfsPropagation`: the propagation flags of `/` once the container is in it.
+    pub root_propagation: Option<MsFlags>,
+}
+
+/// The mount flags of a `rootfsPropagation` value (mount(8)'s names, as runc accepts them).
+fn propagation_flags(value: &str) -> Result<MsFlags, RootfsError> {
+    let (rec, base) = match value.strip_prefix('r') {
+        Some(b) if !b.is_empty() => (MsFlags::MS_REC, b),
+        _ => (MsFlags::empty(), value),
+    };
+    let flag = match base {
+        "shared" => MsFlags::MS_SHARED,
+        "slave" => MsFlags::MS_SLAVE,
+        "private" => MsFlags::MS_PRIVATE,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        _ => {
+            return Err(RootfsError::Spec(format!(
+                "linux.rootfsPropagation {value:?}: expected shared, slave, private or unbindable \
+                 (optionally with an r prefix)"
+            )));
+        }
+    };
+    Ok(rec | flag)
 }
 
 impl Plan {
@@ -122,6 +149,17 @@ impl Plan {
                     v
                 })
                 .unwrap_or_default(),
+            devices: linux
+                .and_then(|l| l.devices().as_ref())
+                .into_iter()
+                .flatten()
+                .map(dev::ExtraDevice::from_oci)
+                .collect::<Result<_, _>>()?,
+            root_propagation: linux
+                .and_then(|l| l.rootfs_propagation().as_deref())
+                .filter(|v| !v.is_empty())
+                .map(propagation_flags)
+                .transpose()?,
         })
     }
 
@@ -132,11 +170,22 @@ impl Plan {
     /// bind rootfs (attached instead of bind-mounting the directory), or the overlay's lower layers.
     pub fn enter(&self, trees: Vec<std::os::fd::OwnedFd>) -> Result<(), RootfsError> {
         use std::os::fd::AsFd;
+        // Private by default (nothing the container mounts reaches the host, nothing of the host's
+        // reaches it). A spec asking for slave or shared propagation of its root gets a slave copy, so
+        // host mounts still arrive; shared is then set on the new root after pivot_root.
+        let receives = self
+            .root_propagation
+            .is_some_and(|f| f.intersects(MsFlags::MS_SLAVE | MsFlags::MS_SHARED));
+        let initial = if receives {
+            MsFlags::MS_SLAVE
+        } else {
+            MsFlags::MS_PRIVATE
+        };
         mount(
             None::<&str>,
             "/",
             None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            MsFlags::MS_REC | initial,
             None::<&str>,
         )
         .map_err(sys(|| "making / private".into()))?;
@@ -195,10 +244,19 @@ impl Plan {
         if let Some(c) = &self.cgroupfs {
             c.mount_relative()?;
         }
+        for d in &self.devices {
+            d.create(self.mknod_devices)?;
+        }
 
         pivot_root(".", ".").map_err(sys(|| "pivot_root".into()))?;
         umount2(".", MntFlags::MNT_DETACH).map_err(sys(|| "detaching the old root".into()))?;
         chdir("/").map_err(sys(|| "chdir /".into()))?;
+        if let Some(flags) = self.root_propagation {
+            // After pivot_root, which refuses a shared new root (and the old root is gone, so a shared
+            // / propagates only to mounts that later copy this namespace, as under runc).
+            mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+                .map_err(sys(|| "setting linux.rootfsPropagation".into()))?;
+        }
 
         for (key, value) in &self.sysctl {
             let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
