@@ -40,11 +40,17 @@ pub fn compare(base: &Results, new: &Results, rule: DecisionRule) -> Comparison 
     for g in &new.groups {
         for c in &g.cases {
             let metric = format!("{}/{}", g.id(), c.subject);
+            // A renamed subject is compared with its old name in older results (docker → docker-runc).
             let b = base
                 .groups
                 .iter()
                 .find(|bg| bg.id() == g.id())
-                .and_then(|bg| bg.case(&c.subject));
+                .and_then(|bg| {
+                    bg.case(&c.subject).or_else(|| {
+                        crate::subjects::Subject::legacy_name(&c.subject)
+                            .and_then(|old| bg.case(old))
+                    })
+                });
             match b {
                 Some(b) if b.samples.len() >= 2 && c.samples.len() >= 2 => {
                     changes.push(MetricChange {

@@ -1,9 +1,10 @@
 //! strata-bench: what each kernel building block of a container costs, and how long whole containers take
-//! to start under strata, crun, runc and Docker.
+//! to start under strata, crun, runc, Docker and podman.
 
 pub mod cases;
 pub mod compare;
 pub mod meta;
+pub mod podman;
 pub mod recorder;
 pub mod report;
 pub mod stats;

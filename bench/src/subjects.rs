@@ -1,5 +1,6 @@
 //! What is compared: the floor (this crate's minimal clone → pivot_root → /proc → exec), strata
-//! (`--fs bind|kernel|fuse`), crun, runc and Docker — all starting /bin/true from the same busybox rootfs,
+//! (`--fs bind|kernel|fuse`), crun, runc, and Docker and podman each with runc, crun and strata as the OCI
+//! runtime — all starting /bin/true from the same busybox image,
 //! with the same namespaces (pid, mnt, uts, ipc, net) and, for the runtimes, the same cgroup limits
 //! (memory 256 MiB, 1 cpu, 512 pids).
 
@@ -188,7 +189,7 @@ fn make_shared_rootfs() -> Result<SharedRootfs, String> {
     }
 }
 
-fn own_dir() -> PathBuf {
+pub(crate) fn own_dir() -> PathBuf {
     std::env::temp_dir().join(format!("strata-bench-{}", std::process::id()))
 }
 
@@ -198,7 +199,7 @@ fn own_dir() -> PathBuf {
 /// this machine kind /run is on the root ext4, mounted with online discard).
 static RUN_DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
-fn run_dir() -> CaseResult<PathBuf> {
+pub(crate) fn run_dir() -> CaseResult<PathBuf> {
     RUN_DIR
         .get_or_init(|| {
             let path = own_dir().join("run");
@@ -282,18 +283,29 @@ pub enum Subject {
     StrataFuse,
     Crun,
     Runc,
-    Docker,
+    /// `docker run --runtime runc` (Docker's default runtime; the subject was called `docker` before).
+    DockerRunc,
+    DockerCrun,
+    DockerStrata,
+    PodmanRunc,
+    PodmanCrun,
+    PodmanStrata,
 }
 
 impl Subject {
-    pub const ALL: [Subject; 7] = [
+    pub const ALL: [Subject; 12] = [
         Subject::Floor,
         Subject::StrataBind,
         Subject::StrataKernel,
         Subject::StrataFuse,
         Subject::Crun,
         Subject::Runc,
-        Subject::Docker,
+        Subject::DockerRunc,
+        Subject::DockerCrun,
+        Subject::DockerStrata,
+        Subject::PodmanRunc,
+        Subject::PodmanCrun,
+        Subject::PodmanStrata,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -303,8 +315,18 @@ impl Subject {
             Subject::StrataFuse => "strata-fuse",
             Subject::Crun => "crun",
             Subject::Runc => "runc",
-            Subject::Docker => "docker",
+            Subject::DockerRunc => "docker-runc",
+            Subject::DockerCrun => "docker-crun",
+            Subject::DockerStrata => "docker-strata",
+            Subject::PodmanRunc => "podman-runc",
+            Subject::PodmanCrun => "podman-crun",
+            Subject::PodmanStrata => "podman-strata",
         }
+    }
+
+    /// The name this subject had in results written before it was renamed (`compare` matches on it).
+    pub fn legacy_name(name: &str) -> Option<&'static str> {
+        (name == "docker-runc").then_some("docker")
     }
 
     /// Set up the subject (untimed) for starts from `env`; `Skipped` when its tool is missing.
@@ -374,18 +396,43 @@ impl Subject {
                     _holder: holder,
                 })
             }
-            Subject::Docker => {
+            Subject::DockerRunc | Subject::DockerCrun | Subject::DockerStrata => {
                 if env.mnt_ns.is_some() {
                     return Err(CaseError::Skipped(
                         "Docker starts containers from dockerd's mount namespace, not the client's"
                             .into(),
                     ));
                 }
+                let runtime = match self {
+                    Subject::DockerRunc => "runc",
+                    Subject::DockerCrun => "crun",
+                    _ => "strata",
+                };
                 let bin = require_binary("docker", "DOCKER_BIN")?;
-                run_checked(Command::new(&bin).arg("info"), "docker info")
-                    .map_err(|e| CaseError::Skipped(format!("Docker daemon not usable: {e}")))?;
+                let runtimes = docker_runtimes(&bin)?;
+                if !runtimes.iter().any(|r| r == runtime) {
+                    return Err(CaseError::Skipped(format!(
+                        "the Docker daemon has no runtime `{runtime}` registered (it has {}; \
+                         scripts/docker-up starts one with strata and crun)",
+                        runtimes.join(", ")
+                    )));
+                }
                 let image = docker_image(&bin)?;
-                Arc::new(Docker { bin, image })
+                Arc::new(Docker {
+                    bin,
+                    image,
+                    runtime,
+                })
+            }
+            Subject::PodmanRunc | Subject::PodmanCrun | Subject::PodmanStrata => {
+                let runtime = podman_runtime(self)?;
+                let root =
+                    crate::podman::PodmanRoot::new(self.name(), None, &runtime.to_string_lossy())?;
+                Arc::new(Podman {
+                    root,
+                    name: self.name(),
+                    mnt_ns: env.mnt_ns.clone(),
+                })
             }
         })
     }
@@ -651,11 +698,99 @@ fn docker_image(bin: &Path) -> CaseResult<String> {
 struct Docker {
     bin: PathBuf,
     image: String,
+    runtime: &'static str,
+}
+
+/// The runtimes the Docker daemon knows (`docker info` .Runtimes); `Skipped` when no daemon answers.
+fn docker_runtimes(bin: &Path) -> CaseResult<Vec<String>> {
+    let out = Command::new(bin)
+        .args(["info", "--format", "{{json .Runtimes}}"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| CaseError::Skipped(format!("docker info: {e}")))?;
+    if !out.status.success() {
+        return Err(CaseError::Skipped(format!(
+            "Docker daemon not usable (docker info: {}; scripts/docker-up starts one)",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| CaseError::failed(format!("docker info .Runtimes: {e}")))?;
+    Ok(v.as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default())
 }
 
 impl Starter for Docker {
     fn start(&self) -> CaseResult<Sample> {
         let mut cmd = Command::new(&self.bin);
+        cmd.args([
+            "run",
+            "--rm",
+            "--runtime",
+            self.runtime,
+            "--network",
+            "none",
+            "--memory",
+            "256m",
+            "--cpus",
+            "1",
+            "--pids-limit",
+            "512",
+        ])
+        .args([
+            "--name",
+            &unique_name(&format!("docker-{}", self.runtime)),
+            &self.image,
+            "/bin/true",
+        ]);
+        let t = Instant::now();
+        run_checked(&mut cmd, &format!("docker run --runtime {}", self.runtime))?;
+        Ok(t.elapsed().into())
+    }
+}
+
+/// crun for podman on a hybrid cgroup host: scripts/crun-hybrid as scripts/setup installs it.
+pub const CRUN_HYBRID: &str = "/usr/local/libexec/strata/crun-hybrid";
+
+/// The OCI runtime binary a podman subject is given (`podman --runtime PATH`), or why it is missing.
+pub fn podman_runtime(subject: Subject) -> CaseResult<PathBuf> {
+    match subject {
+        Subject::PodmanRunc => require_binary("runc", "RUNC_BIN"),
+        Subject::PodmanStrata => require_binary("strata", "STRATA_BIN"),
+        Subject::PodmanCrun => {
+            let hybrid = std::env::var_os("CRUN_HYBRID_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(CRUN_HYBRID));
+            if crate::meta::cgroup_mode() != "hybrid" {
+                return require_binary("crun", "CRUN_BIN");
+            }
+            if hybrid.is_file() {
+                Ok(hybrid)
+            } else {
+                Err(CaseError::Skipped(format!(
+                    "{} missing: crun refuses this hybrid cgroup host without it (scripts/setup installs \
+                     scripts/crun-hybrid there; CRUN_HYBRID_BIN selects another)",
+                    hybrid.display()
+                )))
+            }
+        }
+        other => Err(CaseError::failed(format!(
+            "{} is not a podman subject",
+            other.name()
+        ))),
+    }
+}
+
+struct Podman {
+    root: crate::podman::PodmanRoot,
+    name: &'static str,
+    mnt_ns: Option<Arc<OwnedFd>>,
+}
+
+impl Starter for Podman {
+    fn start(&self) -> CaseResult<Sample> {
+        let mut cmd = self.root.cmd();
         cmd.args([
             "run",
             "--rm",
@@ -668,9 +803,23 @@ impl Starter for Docker {
             "--pids-limit",
             "512",
         ])
-        .args(["--name", &unique_name("docker"), &self.image, "/bin/true"]);
+        .args([
+            "--name",
+            &unique_name(self.name),
+            crate::podman::PODMAN_IMAGE,
+            "/bin/true",
+        ]);
+        if let Some(fd) = &self.mnt_ns {
+            sys::setns_before_exec(&mut cmd, fd.as_raw_fd(), CloneFlags::CLONE_NEWNS);
+        }
+        let what = format!("{} run", self.name);
         let t = Instant::now();
-        run_checked(&mut cmd, "docker run")?;
+        crate::podman::run_with_deadline(
+            &mut cmd,
+            &what,
+            crate::podman::PODMAN_TIMEOUT,
+            self.root.scratch(),
+        )?;
         Ok(t.elapsed().into())
     }
 }

@@ -55,3 +55,32 @@ fn a_significant_but_small_change_stays_below_the_minimum_effect() {
     assert!(c.p_value < 0.01, "{c:?}");
     assert_eq!(c.verdict, Verdict::Unchanged);
 }
+
+#[test]
+fn docker_in_older_results_is_compared_with_docker_runc() {
+    // A committed run from before the rename, and the same run with its docker subject under the new name.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../results/2026-12-01-ignored-standard-2");
+    let mut base = strata_bench::report::json::Results::read(&dir).expect("committed results read");
+    base.groups.retain(|g| g.id() == "startup/true");
+    let mut new = base.clone();
+    let startup = new
+        .groups
+        .iter_mut()
+        .find(|g| g.id() == "startup/true")
+        .expect("startup/true");
+    let docker = startup
+        .cases
+        .iter_mut()
+        .find(|c| c.subject == "docker")
+        .expect("the old run has a docker subject");
+    docker.subject = "docker-runc".into();
+    let cmp = strata_bench::compare::compare(&base, &new, DecisionRule::default());
+    let m = cmp
+        .changes
+        .iter()
+        .find(|m| m.metric == "startup/true/docker-runc")
+        .unwrap_or_else(|| panic!("docker-runc not compared; unmatched: {:?}", cmp.unmatched));
+    assert_eq!(m.change.verdict, Verdict::Unchanged, "{m:?}");
+    assert!(cmp.unmatched.is_empty(), "{:?}", cmp.unmatched);
+}

@@ -1,4 +1,5 @@
-//! `strata-bench run --suite quick` produces a complete results folder, with crun, runc and Docker measured
+//! `strata-bench run --suite quick` produces a complete results folder, with crun, runc, Docker and podman
+//! (each with runc, crun and strata) measured
 //! (they are prerequisites on CI: a missing one fails this test naming it).
 
 use std::process::Command;
@@ -23,6 +24,7 @@ fn quick_suite_writes_a_complete_folder() {
     require("crun", &["--version"]);
     require("runc", &["--version"]);
     require("docker", &["info"]);
+    require("podman", &["--version"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("run");
     let status = Command::new(env!("CARGO_BIN_EXE_strata-bench"))
@@ -52,7 +54,17 @@ fn quick_suite_writes_a_complete_folder() {
         .iter()
         .find(|g| g.id() == "startup/true")
         .expect("startup/true");
-    for subject in ["floor", "crun", "runc", "docker"] {
+    for subject in [
+        "floor",
+        "crun",
+        "runc",
+        "docker-runc",
+        "docker-crun",
+        "docker-strata",
+        "podman-runc",
+        "podman-crun",
+        "podman-strata",
+    ] {
         let c = startup
             .case(subject)
             .unwrap_or_else(|| panic!("{subject} missing"));
@@ -65,10 +77,9 @@ fn quick_suite_writes_a_complete_folder() {
         );
     }
     assert!(
-        startup
-            .ratios
-            .iter()
-            .any(|x| x.subject == "docker" && x.reference == "floor" && x.estimate.ratio > 1.0)
+        startup.ratios.iter().any(|x| x.subject == "docker-runc"
+            && x.reference == "floor"
+            && x.estimate.ratio > 1.0)
     );
     // Every case is accounted for: measured, or skipped/failed with a reason.
     for g in &r.groups {

@@ -361,5 +361,185 @@ pub fn groups(suite: Suite) -> Vec<Group> {
             }
             g
         })
+        .chain(podman_groups(suite))
+        .collect()
+}
+
+/// `podman run` on containers-storage's overlay driver, per mount program: the kernel overlay (no
+/// mount_program), strata-overlayfs or fuse-overlayfs as `[storage.options.overlay] mount_program`. Each has
+/// its own private podman root, as the storage driver's configuration is per root.
+pub struct PodmanMount {
+    backend: Backend,
+    workload: PodmanWorkload,
+    root: Option<crate::podman::PodmanRoot>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodmanWorkload {
+    /// `/bin/true`.
+    True,
+    /// Small files: 200 new files written and read back, a copy-up of an image file, a read of busybox.
+    Files,
+}
+
+/// The files workload; prints `files-ok` when every step worked.
+const FILES_SCRIPT: &str = "mkdir /w && i=0 && while [ $i -lt 200 ]; do echo $i > /w/f$i; i=$((i+1)); done \
+    && cat /w/* > /dev/null && echo appended >> /etc/group && cat /bin/busybox > /dev/null && rm -r /w \
+    && echo files-ok";
+
+impl PodmanWorkload {
+    pub fn name(self) -> &'static str {
+        match self {
+            PodmanWorkload::True => "true",
+            PodmanWorkload::Files => "files",
+        }
+    }
+    fn argv(self) -> Vec<&'static str> {
+        match self {
+            PodmanWorkload::True => vec!["/bin/true"],
+            PodmanWorkload::Files => vec!["/bin/sh", "-c", FILES_SCRIPT],
+        }
+    }
+}
+
+impl PodmanMount {
+    pub fn new(backend: Backend, workload: PodmanWorkload) -> Self {
+        PodmanMount {
+            backend,
+            workload,
+            root: None,
+        }
+    }
+
+    /// The mountinfo fs type the container's root must have.
+    fn fs_type(&self) -> &'static str {
+        match self.backend {
+            Backend::Strata => "fuse.strata-overlayfs",
+            Backend::FuseOverlayfs => "fuse.fuse-overlayfs",
+            _ => "overlay",
+        }
+    }
+
+    fn run_args(&self, argv: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = ["run", "--rm", "--network", "none"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.push("--name".into());
+        v.push(unique_name(&format!("podman-{}", self.backend.name())));
+        v.push(crate::podman::PODMAN_IMAGE.into());
+        v.extend(argv.iter().map(|s| s.to_string()));
+        v
+    }
+
+    fn podman_run(&self, argv: &[&str]) -> CaseResult<String> {
+        let root = self
+            .root
+            .as_ref()
+            .ok_or_else(|| CaseError::failed("not prepared"))?;
+        let args = self.run_args(argv);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        root.run(&args, &format!("podman run on {}", self.backend.name()))
+    }
+}
+
+impl Case for PodmanMount {
+    fn subject(&self) -> String {
+        self.backend.name().into()
+    }
+    fn prepare(&mut self) -> CaseResult<()> {
+        let mount_program = self.backend.fuse_binary()?;
+        self.root = Some(crate::podman::PodmanRoot::new(
+            self.backend.name(),
+            mount_program.as_deref(),
+            "runc",
+        )?);
+        // The container's root really is on this mount program.
+        let root_line = self.podman_run(&["/bin/sh", "-c", "grep ' / / ' /proc/self/mountinfo"])?;
+        let fs_type = root_line
+            .split(" - ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next());
+        if fs_type != Some(self.fs_type()) {
+            return Err(CaseError::failed(format!(
+                "the container's root is not {} but: {}",
+                self.fs_type(),
+                root_line.trim()
+            )));
+        }
+        let out = self.podman_run(&self.workload.argv())?;
+        if self.workload == PodmanWorkload::Files && out.trim() != "files-ok" {
+            return Err(CaseError::failed(format!("files workload: {}", out.trim())));
+        }
+        Ok(())
+    }
+    fn run_once(&mut self) -> CaseResult<Sample> {
+        let root = self
+            .root
+            .as_ref()
+            .ok_or_else(|| CaseError::failed("not prepared"))?;
+        let mut cmd = root.cmd();
+        cmd.args(self.run_args(&self.workload.argv()));
+        let what = format!("podman run on {}", self.backend.name());
+        let t = Instant::now();
+        crate::podman::run_with_deadline(
+            &mut cmd,
+            &what,
+            crate::podman::PODMAN_TIMEOUT,
+            root.scratch(),
+        )?;
+        Ok(t.elapsed().into())
+    }
+    fn teardown(&mut self) {
+        self.root = None;
+    }
+    /// podman's container gets its own net namespace.
+    fn quiesce(&self) -> Duration {
+        super::namespaces::NET_QUIESCE
+    }
+}
+
+pub const PODMAN_METHOD: &str = "Wall time of `podman run --rm --network none localhost/strata-busybox:latest \
+    CMD` (podman 4 with conmon, runtime runc, cgroup manager cgroupfs) from fork+exec of podman until it has \
+    returned (container created, mounted, run, removed and unmounted), on containers-storage's overlay driver \
+    whose mount_program is strata-overlayfs or fuse-overlayfs (kernel-overlayfs: no mount_program, the kernel \
+    overlay). Each subject has its own private podman root (graphroot on the temp dir's disk, run root and \
+    libpod tmp dir on the bench's tmpfs, its own storage.conf and containers.conf), with the busybox test \
+    image loaded from its docker-save archive; prepare checks the container's root has that fs type. Every \
+    podman invocation has a 60 s deadline.";
+
+/// The podman groups of the rootfs family.
+pub fn podman_groups(suite: Suite) -> Vec<Group> {
+    [PodmanWorkload::True, PodmanWorkload::Files]
+        .into_iter()
+        .map(|w| {
+            let cmd = match w {
+                PodmanWorkload::True => "/bin/true".to_string(),
+                PodmanWorkload::Files => format!("/bin/sh -c '{FILES_SCRIPT}'"),
+            };
+            let mut g = Group::new(
+                Family::Rootfs,
+                format!("podman-run/{}", w.name()),
+                format!(
+                    "{} CMD: {cmd}. Mount programs: {}.",
+                    PODMAN_METHOD,
+                    [Backend::Strata, Backend::FuseOverlayfs]
+                        .iter()
+                        .map(|b| match b.fuse_binary() {
+                            Ok(Some(p)) => format!("{} = {}", b.name(), p.display()),
+                            _ => format!("{} not found", b.name()),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .reference("kernel-overlayfs")
+            .reference("fuse-overlayfs")
+            .max_samples(if suite == Suite::Quick { 8 } else { 40 });
+            for b in [Backend::Kernel, Backend::Strata, Backend::FuseOverlayfs] {
+                g = g.case(PodmanMount::new(b, w));
+            }
+            g
+        })
         .collect()
 }

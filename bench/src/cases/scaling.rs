@@ -21,7 +21,7 @@ const SUBJECTS: [Subject; 5] = [
     Subject::StrataKernel,
     Subject::Crun,
     Subject::Runc,
-    Subject::Docker,
+    Subject::DockerRunc,
 ];
 /// Docker's concurrent starts take seconds each on a small machine; beyond this N they exceed the suite's
 /// time budget and are reported as skipped.
@@ -60,7 +60,7 @@ impl Case for Concurrent {
         self.subject.name().into()
     }
     fn prepare(&mut self) -> CaseResult<()> {
-        if self.subject == Subject::Docker && self.n > self.docker_max_n {
+        if self.subject == Subject::DockerRunc && self.n > self.docker_max_n {
             return Err(CaseError::Skipped(format!(
                 "more than {} concurrent docker starts exceed this suite's time budget on this machine",
                 self.docker_max_n

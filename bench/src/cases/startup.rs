@@ -52,15 +52,37 @@ impl Case for StartupCase {
 
 pub const METHOD: &str = "Wall time from spawning the subject (clone for the floor, fork+exec of the tool for the \
     others) until /bin/true has exited and the tool has returned, teardown included (runc/crun: run + delete \
-    --force; docker: run --rm; strata: run --rm). Same busybox rootfs for all; namespaces pid, mnt, uts, ipc, \
-    net; the runtimes get memory 256 MiB, 1 cpu, 512 pids. crun is started with setns into a held private mount \
-    namespace in which /sys/fs/cgroup/unified is unmounted (crun refuses hybrid hosts otherwise); that setns \
-    happens between fork and exec and is not counted as crun's own cost. 15 ms quiesce after each sample \
-    (netns teardown is asynchronous). strata's parts are its own STRATA_PHASES timestamps.";
+    --force; strata: run --rm). Same busybox image for all; namespaces pid, mnt, uts, ipc, net; the runtimes get \
+    memory 256 MiB, 1 cpu, 512 pids. crun is started with setns into a held private mount namespace in which \
+    /sys/fs/cgroup/unified is unmounted (crun refuses hybrid hosts otherwise); that setns happens between fork \
+    and exec and is not counted as crun's own cost. docker-R: `docker run --rm --runtime R --network none \
+    --memory 256m --cpus 1 --pids-limit 512 IMAGE /bin/true` against the one running daemon (overlay2 storage), \
+    with R = runc (Docker's default; this subject was `docker` in older results), crun (registered by \
+    scripts/docker-up as crun-hybrid, crun behind the same unmount of /sys/fs/cgroup/unified in its own mount \
+    namespace) or strata (registered as /usr/local/bin/strata); a runtime the daemon lacks is skipped. \
+    podman-R: `podman --runtime PATH run --rm --network none --memory 256m --cpus 1 --pids-limit 512 \
+    localhost/strata-busybox:latest /bin/true` (podman 4 with conmon; cgroup manager cgroupfs) on a private \
+    podman root per subject (containers-storage overlay driver on the kernel overlay, graphroot on the temp \
+    dir's disk, run root and libpod tmp dir on the bench's tmpfs, the image loaded from its docker-save \
+    archive), with PATH = runc, crun-hybrid (crun through scripts/crun-hybrid on hybrid hosts) or the strata \
+    binary the strata subjects run. 15 ms quiesce after each sample (netns teardown is asynchronous). strata's \
+    parts are its own STRATA_PHASES timestamps.";
 
 pub fn groups(_suite: Suite) -> Vec<Group> {
+    let podman_runtimes = [
+        Subject::PodmanRunc,
+        Subject::PodmanCrun,
+        Subject::PodmanStrata,
+    ]
+    .iter()
+    .map(|&s| match crate::subjects::podman_runtime(s) {
+        Ok(p) => format!("{} = {}", s.name(), p.display()),
+        Err(e) => format!("{}: {e}", s.name()),
+    })
+    .collect::<Vec<_>>()
+    .join(", ");
     let method = format!(
-        "{METHOD} Rootfs: {}. {}",
+        "{METHOD} Rootfs of floor, strata, crun and runc: {}. Runtimes given to podman: {podman_runtimes}. {}",
         crate::subjects::rootfs_description(),
         crate::subjects::RUN_DIR_METHOD
     );

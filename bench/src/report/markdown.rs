@@ -147,7 +147,7 @@ fn extras(out: &mut String, g: &GroupResult) {
 /// The headline: startup of /bin/true per subject, with ratios (also printed by `strata-bench run`).
 pub fn startup_section(g: &GroupResult) -> String {
     let mut out =
-        String::from("## Startup of /bin/true: floor / strata / crun / runc / docker\n\n");
+        String::from("## Startup of /bin/true: floor / strata / crun / runc / docker / podman\n\n");
     stats_table(&mut out, g);
     ratio_table(&mut out, g);
     out
