@@ -88,6 +88,9 @@ impl Podman {
             ));
         }
         std::fs::write(&storage_conf, storage).unwrap();
+        // static_dir stays at its default under graphroot: conmon's exit command (`podman container
+        // cleanup`) gets --root but not the static dir, and with it elsewhere cleanup opened another
+        // database, never marked the container exited, and every run waited podman's 20 s conmon timeout.
         // cgroupfs + file events: no systemd here (cgroups v1 hybrid). The ulimits: podman's defaults
         // (nofile 1048576, nproc = max) are above what this process may raise to without
         // CAP_SYS_RESOURCE, and the runtime's setrlimit fails; so ask for what we have.
@@ -101,14 +104,13 @@ impl Podman {
                  netns = \"none\"\n\
                  [engine]\nruntime = \"{runtime}\"\ncgroup_manager = \"cgroupfs\"\n\
                  events_logger = \"file\"\nevents_logfile_path = \"{}\"\n\
-                 tmp_dir = \"{}\"\nvolume_path = \"{}\"\nstatic_dir = \"{}\"\n\
+                 tmp_dir = \"{}\"\nvolume_path = \"{}\"\n\
                  [network]\nnetwork_config_dir = \"{}\"\n",
                 nofile_soft.min(nofile_hard),
                 nofile_hard,
                 d.join("events.log").display(),
                 tmp_dir.display(),
                 d.join("volumes").display(),
-                d.join("libpod").display(),
                 d.join("networks").display(),
             ),
         )
