@@ -42,6 +42,9 @@ fn io_weight_splits_a_bfq_device() {
         "/sys/block/{}/queue/scheduler",
         dev.path.trim_start_matches("/dev/")
     );
+    // Through none first: a loop device keeps its queue (and BFQ's tunables, and its state) across
+    // detach and re-attach, so a device reused from an earlier run starts from a fresh BFQ instance.
+    std::fs::write(&sched, "none").unwrap_or_else(|e| panic!("writing none to {sched}: {e}"));
     std::fs::write(&sched, "bfq").unwrap_or_else(|e| {
         panic!("this test needs the BFQ I/O scheduler (writing bfq to {sched}: {e})")
     });
@@ -74,7 +77,9 @@ fn io_weight_splits_a_bfq_device() {
     std::thread::sleep(Duration::from_millis(300));
     let read = |cg: &ContainerCgroup| cg.stats().unwrap().io_read_bytes;
     let (h0, l0) = (read(&heavy), read(&light));
-    std::thread::sleep(Duration::from_secs(2));
+    // Long enough that BFQ's split, which moves with each dd's start, averages out (2 s windows
+    // ranged 1.2-7x here).
+    std::thread::sleep(Duration::from_secs(6));
     let (h1, l1) = (read(&heavy), read(&light));
     for cg in [&heavy, &light] {
         cg.kill_all().unwrap();
