@@ -432,7 +432,6 @@ fn run_claimed(
         }
     };
 
-    ph.start("cgroup");
     let mut held = Held::default();
     let r = start_and_wait(cfg, &p, &mut ph, &mut held, started);
     ph.start("teardown");
@@ -512,15 +511,28 @@ fn start_and_wait(
         started(Err((e.exit_code(), e.to_string())));
         e
     };
-    let cgroup =
-        match crate::cgroups::ContainerCgroup::create(&cfg.cgroup_parent, &p.id, &cfg.resources) {
+    // cgroup v1 without a new user namespace: the cgroup is made while the child already sets up its
+    // rootfs (see process::CgroupEntry::Late); otherwise first, as clone3 or the child's first step
+    // needs it.
+    let late = crate::cgroups::detect() != crate::cgroups::CgroupMode::V2
+        && !p.plan.namespaces.creates(Kind::User);
+    let mut forwarder = SignalForwarder::install().map_err(ProcessError::Wait)?;
+    let spawned = if late {
+        ph.start("namespaces");
+        process::spawn(&p.plan, process::CgroupEntry::Late).map_err(|e| fail(e.into(), started))?
+    } else {
+        ph.start("cgroup");
+        let cgroup = match crate::cgroups::ContainerCgroup::create(
+            &cfg.cgroup_parent,
+            &p.id,
+            &cfg.resources,
+        ) {
             Ok(c) => held.cgroup.insert(c),
             Err(e) => return Err(fail(e.into(), started)),
         };
-    let mut forwarder = SignalForwarder::install().map_err(ProcessError::Wait)?;
-
-    ph.start("namespaces");
-    let spawned = spawn_in_cgroup(p, cgroup).map_err(|e| fail(e, started))?;
+        ph.start("namespaces");
+        spawn_in_cgroup(p, cgroup).map_err(|e| fail(e, started))?
+    };
     let pid = spawned.pid;
     if cfg.net == NetMode::Bridge {
         match crate::network::Bridge::setup(&p.id, pid.as_raw(), cfg.net_rate) {
@@ -563,11 +575,25 @@ fn start_and_wait(
         bundle: None,
     };
 
+    if late {
+        ph.start("cgroup");
+        let made = spawned.go().map_err(ContainerError::from).and_then(|()| {
+            let cg =
+                crate::cgroups::ContainerCgroup::create(&cfg.cgroup_parent, &p.id, &cfg.resources)?;
+            let cg = held.cgroup.insert(cg);
+            spawned.send_cgroup(cg.self_join_fds()?)?;
+            Ok(())
+        });
+        if let Err(e) = made {
+            abort_child(pid);
+            return Err(fail(e, started));
+        }
+    }
     ph.start("rootfs");
     // The child mounts the rootfs, /proc, /dev …, reports the time, sets up security and execs; the
     // parent sees exec as the socket's EOF.
     let server = &mut held.server;
-    let released = spawned.release(|fd| {
+    let serve = |fd| {
         let config = p
             .fuse
             .clone()
@@ -581,7 +607,12 @@ fn start_and_wait(
         );
         *server = Some(s);
         Ok(())
-    });
+    };
+    let released = if late {
+        spawned.wait_exec(serve)
+    } else {
+        spawned.release(serve)
+    };
     match released {
         Ok(rootfs_done) if rootfs_done > 0 => {
             ph.split_at(rootfs_done, "exec");

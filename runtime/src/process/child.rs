@@ -28,9 +28,9 @@ fn setup<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Failure 
 }
 
 /// Entry point of the cloned child; returns the exit status on failure (exec never returns on success).
-pub fn main(plan: &ChildPlan, cgroup_tasks: &[OwnedFd], chan: &Channel) -> i32 {
+pub fn main(plan: &ChildPlan, cgroup_tasks: &[OwnedFd], late: bool, chan: &Channel) -> i32 {
     let mut started = None;
-    match run(plan, cgroup_tasks, chan, &mut started) {
+    match run(plan, cgroup_tasks, late, chan, &mut started) {
         Ok(()) => 0,
         Err(f) => {
             // Past the OCI start gate strata's create has gone; `strata start` hears the failure instead.
@@ -50,9 +50,79 @@ pub fn main(plan: &ChildPlan, cgroup_tasks: &[OwnedFd], chan: &Channel) -> i32 {
     }
 }
 
+/// The cgroup of a [`super::CgroupEntry::Late`] child: its `tasks` fds as they arrive after Go.
+#[derive(Default)]
+struct LateCgroup {
+    tasks: Vec<OwnedFd>,
+    ready: bool,
+    joined: bool,
+}
+
+impl LateCgroup {
+    /// Takes a cgroup message; false for any other message.
+    fn take(&mut self, msg: &mut Option<Msg>) -> bool {
+        match msg.take() {
+            Some(Msg::CgroupTask(fd)) => self.tasks.push(fd),
+            Some(Msg::CgroupReady) => self.ready = true,
+            other => {
+                *msg = other;
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Waits for the rest of the cgroup, joins it and makes the cgroup namespace (once).
+    fn join(&mut self, plan: &ChildPlan, chan: &Channel) -> Result<(), Failure> {
+        if self.joined {
+            return Ok(());
+        }
+        while !self.ready {
+            let mut msg = chan.recv().map_err(setup("waiting for the cgroup"))?;
+            if !self.take(&mut msg) {
+                // The parent gave up (or died) before sending it: leave quietly.
+                crate::sys::exit_now(125);
+            }
+        }
+        join_cgroup(plan, &self.tasks)?;
+        self.joined = true;
+        Ok(())
+    }
+}
+
+/// Joins the v1 cgroup through its `tasks` fds and, when asked, makes the cgroup namespace there.
+fn join_cgroup(plan: &ChildPlan, cgroup_tasks: &[OwnedFd]) -> Result<(), Failure> {
+    for fd in cgroup_tasks {
+        // A clone3 child has one thread, so joining each v1 hierarchy as a thread moves the process.
+        nix::unistd::write(fd, b"0").map_err(setup("joining the container's cgroup"))?;
+    }
+    if plan.unshare_cgroupns {
+        // On cgroup v1 we were moved into the container's cgroup just now; a cgroup namespace created
+        // now is rooted there (clone3 would have rooted it at strata's own cgroup).
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(setup("creating the cgroup namespace"))?;
+    }
+    Ok(())
+}
+
+/// Waits for the parent's Go, keeping cgroup messages that arrive first.
+fn recv_go(chan: &Channel, late: &mut LateCgroup) {
+    loop {
+        let mut msg = chan.recv().ok().flatten();
+        if late.take(&mut msg) {
+            continue;
+        }
+        match msg {
+            Some(Msg::Go) => return,
+            _ => crate::sys::exit_now(125),
+        }
+    }
+}
+
 fn run(
     plan: &ChildPlan,
     cgroup_tasks: &[OwnedFd],
+    late: bool,
     chan: &Channel,
     started: &mut Option<std::os::unix::net::UnixStream>,
 ) -> Result<(), Failure> {
@@ -72,15 +142,12 @@ fn run(
         }
     }
     setsid().map_err(setup("setsid"))?;
-    for fd in cgroup_tasks {
-        // A clone3 child has one thread, so joining each v1 hierarchy as a thread moves the process.
-        nix::unistd::write(fd, b"0").map_err(setup("joining the container's cgroup"))?;
-    }
-    if plan.unshare_cgroupns {
-        // On cgroup v1 the parent moved us into the container's cgroup after clone; a cgroup namespace
-        // created now is rooted there (clone3 would have rooted it at strata's own cgroup).
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .map_err(setup("creating the cgroup namespace"))?;
+    let mut late_cgroup = LateCgroup {
+        joined: !late,
+        ..Default::default()
+    };
+    if !late {
+        join_cgroup(plan, cgroup_tasks)?;
     }
 
     for (kind, fd) in &plan.join_fds {
@@ -119,17 +186,26 @@ fn run(
         })?;
         chan.send(&Msg::FuseFd(fd))
             .map_err(setup("handing the FUSE fd to strata"))?;
-        match chan.recv() {
-            Ok(Some(Msg::Go)) => {}
-            _ => crate::sys::exit_now(125),
-        }
+        recv_go(chan, &mut late_cgroup);
     }
     if let Some(rootfs) = &plan.rootfs {
-        rootfs.enter(trees).map_err(|e| Failure {
+        let mut cgroup_error = None;
+        let entered = rootfs.enter(trees, &mut || {
+            late_cgroup.join(plan, chan).map_err(|f| {
+                let message = f.message.clone();
+                cgroup_error = Some(f);
+                crate::rootfs::RootfsError::Spec(message)
+            })
+        });
+        if let Some(f) = cgroup_error {
+            return Err(f);
+        }
+        entered.map_err(|e| Failure {
             code: 125,
             message: e.to_string(),
         })?;
     }
+    late_cgroup.join(plan, chan)?;
     umask(old_umask);
     if let Some(console) = &plan.console {
         let tty =

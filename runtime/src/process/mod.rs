@@ -179,6 +179,12 @@ pub enum CgroupEntry<'a> {
     /// cgroup v1: it writes "0" to each of these `tasks` files itself, first thing after release
     /// (see `ContainerCgroup::self_join_fds` for why not the parent).
     SelfJoin(&'a [OwnedFd]),
+    /// cgroup v1, the cgroup made while the child already sets up its rootfs: the parent sends the
+    /// `tasks` fds after Go ([`Spawned::send_cgroup`]) and the child joins (and makes its cgroup
+    /// namespace) just before its /sys/fs/cgroup mount, so the two costs overlap on two CPUs. Until then
+    /// the child's setup is charged to strata's own cgroup; it joins before anything of the container
+    /// runs. Not with a new user namespace (its cgroup namespace must be made with host privileges).
+    Late,
 }
 
 /// Clones the container process with every namespace of the plan at once (into its cgroup on v2, joining
@@ -189,14 +195,15 @@ pub fn spawn(plan: &ChildPlan, cgroup: CgroupEntry<'_>) -> Result<Spawned, Proce
     let parent_raw = parent_end.raw();
     let flags = plan.namespaces.new.bits() as u64;
     let (into, tasks) = match cgroup {
-        CgroupEntry::Inherit => (None, &[][..]),
+        CgroupEntry::Inherit | CgroupEntry::Late => (None, &[][..]),
         CgroupEntry::Into(fd) => (Some(fd), &[][..]),
         CgroupEntry::SelfJoin(fds) => (None, fds),
     };
+    let late = matches!(cgroup, CgroupEntry::Late);
     let pid = crate::sys::clone3_run(flags, into, || {
         // The child must not keep the parent's end open, or it would never see end-of-file.
         let _ = nix::unistd::close(parent_raw);
-        child::main(plan, tasks, &child_end)
+        child::main(plan, tasks, late, &child_end)
     })
     .map_err(ProcessError::Clone)?;
     drop(child_end);
@@ -224,15 +231,40 @@ impl Spawned {
             .map_err(ProcessError::Sync)
     }
 
+    /// Lets the child start its setup (the first half of [`Spawned::release`], for [`CgroupEntry::Late`]).
+    pub fn go(&self) -> Result<(), ProcessError> {
+        self.chan.send(&sync::Msg::Go).map_err(ProcessError::Sync)
+    }
+
+    /// Sends the v1 `tasks` fds of the child's cgroup ([`CgroupEntry::Late`]), after [`Spawned::go`].
+    pub fn send_cgroup(&self, tasks: Vec<OwnedFd>) -> Result<(), ProcessError> {
+        for fd in tasks {
+            self.chan
+                .send(&sync::Msg::CgroupTask(fd))
+                .map_err(ProcessError::Sync)?;
+        }
+        self.chan
+            .send(&sync::Msg::CgroupReady)
+            .map_err(ProcessError::Sync)
+    }
+
     /// Lets the child run its setup. For a FUSE rootfs `serve` is called with the /dev/fuse fd the child
     /// mounted; it must start serving before returning. Returns once the command is exec'd (the sync socket
     /// reached end-of-file) or with the child's error. Returns when the child reported its rootfs ready
     /// (CLOCK_MONOTONIC ns; 0 when it has no rootfs step).
     pub fn release(
         self,
+        serve: impl FnMut(OwnedFd) -> Result<(), String>,
+    ) -> Result<u64, ProcessError> {
+        self.go()?;
+        self.wait_exec(serve)
+    }
+
+    /// The second half of [`Spawned::release`]: serves the child's requests until it exec'd.
+    pub fn wait_exec(
+        self,
         mut serve: impl FnMut(OwnedFd) -> Result<(), String>,
     ) -> Result<u64, ProcessError> {
-        self.chan.send(&sync::Msg::Go).map_err(ProcessError::Sync)?;
         let mut rootfs_done = 0;
         loop {
             match self.chan.recv().map_err(ProcessError::Sync)? {
@@ -248,7 +280,12 @@ impl Spawned {
                     }
                     self.chan.send(&sync::Msg::Go).map_err(ProcessError::Sync)?;
                 }
-                Some(sync::Msg::Go | sync::Msg::RootTree(_)) => {
+                Some(
+                    sync::Msg::Go
+                    | sync::Msg::RootTree(_)
+                    | sync::Msg::CgroupTask(_)
+                    | sync::Msg::CgroupReady,
+                ) => {
                     return Err(ProcessError::Sync(Errno::EBADMSG));
                 }
             }

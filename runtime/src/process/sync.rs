@@ -29,6 +29,10 @@ pub enum Msg {
     RootTree(OwnedFd),
     /// Child -> parent (OCI `create`): setup is done; the child now waits at its start gate.
     Waiting,
+    /// Parent -> child, after Go ([`super::CgroupEntry::Late`]): one v1 `tasks` file of its cgroup.
+    CgroupTask(OwnedFd),
+    /// Parent -> child: every `tasks` file has been sent; the child joins before its cgroup mount.
+    CgroupReady,
 }
 
 pub fn pair() -> Result<(Channel, Channel), Errno> {
@@ -64,16 +68,20 @@ impl Channel {
                 buf.push(b'W');
                 &[]
             }
+            Msg::CgroupReady => {
+                buf.push(b'C');
+                &[]
+            }
             Msg::RootfsDone(t) => {
                 buf.push(b'R');
                 buf.extend_from_slice(&t.to_le_bytes());
                 &[]
             }
-            Msg::FuseFd(fd) | Msg::RootTree(fd) => {
-                buf.push(if matches!(msg, Msg::FuseFd(_)) {
-                    b'F'
-                } else {
-                    b'T'
+            Msg::FuseFd(fd) | Msg::RootTree(fd) | Msg::CgroupTask(fd) => {
+                buf.push(match msg {
+                    Msg::FuseFd(_) => b'F',
+                    Msg::RootTree(_) => b'T',
+                    _ => b'K',
                 });
                 fds = [fd.as_raw_fd()];
                 &[ControlMessage::ScmRights(&fds)]
@@ -131,6 +139,8 @@ impl Channel {
             )),
             b'F' => Msg::FuseFd(fd.ok_or(Errno::EBADMSG)?),
             b'T' => Msg::RootTree(fd.ok_or(Errno::EBADMSG)?),
+            b'K' => Msg::CgroupTask(fd.ok_or(Errno::EBADMSG)?),
+            b'C' => Msg::CgroupReady,
             _ => return Err(Errno::EBADMSG),
         }))
     }

@@ -168,7 +168,14 @@ impl Plan {
     ///
     /// `trees` are detached idmapped mounts made by the parent (user namespace): the rootfs itself for a
     /// bind rootfs (attached instead of bind-mounting the directory), or the overlay's lower layers.
-    pub fn enter(&self, trees: Vec<std::os::fd::OwnedFd>) -> Result<(), RootfsError> {
+    ///
+    /// `before_cgroupfs` runs after the spec's other mounts, just before the /sys/fs/cgroup mount (a late
+    /// cgroup join: the cgroup namespace must exist by then).
+    pub fn enter(
+        &self,
+        trees: Vec<std::os::fd::OwnedFd>,
+        before_cgroupfs: &mut dyn FnMut() -> Result<(), RootfsError>,
+    ) -> Result<(), RootfsError> {
         use std::os::fd::AsFd;
         // Private by default (nothing the container mounts reaches the host, nothing of the host's
         // reaches it). A spec asking for slave or shared propagation of its root gets a slave copy, so
@@ -241,6 +248,7 @@ impl Plan {
                 dev::populate(self.mknod_devices)?;
             }
         }
+        before_cgroupfs()?;
         if let Some(c) = &self.cgroupfs {
             c.mount_relative()?;
         }
