@@ -32,7 +32,9 @@ impl Plots {
 const W: u32 = 900;
 
 fn palette(i: usize) -> RGBColor {
-    const C: [RGBColor; 10] = [
+    // Sixteen distinct colours: the startup group has twelve subjects, and with ten the CDF gave floor and
+    // podman-crun one colour.
+    const C: [RGBColor; 16] = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
         RGBColor(44, 160, 44),
@@ -43,6 +45,12 @@ fn palette(i: usize) -> RGBColor {
         RGBColor(127, 127, 127),
         RGBColor(188, 189, 34),
         RGBColor(23, 190, 207),
+        RGBColor(0, 0, 0),
+        RGBColor(128, 0, 0),
+        RGBColor(0, 0, 128),
+        RGBColor(0, 128, 128),
+        RGBColor(255, 187, 120),
+        RGBColor(152, 223, 138),
     ];
     C[i % C.len()]
 }
