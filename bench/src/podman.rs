@@ -237,15 +237,7 @@ impl PodmanRoot {
 
     /// Mount points under this root (deepest first).
     fn own_mounts(&self) -> Vec<PathBuf> {
-        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut v: Vec<PathBuf> = text
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(PathBuf::from)
-            .filter(|p| p.starts_with(&self.dir) || p.starts_with(&self.run))
-            .collect();
-        v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        v
+        strata_runtime::hostinfo::mounts_under(&[&self.dir, &self.run])
     }
 }
 

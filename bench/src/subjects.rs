@@ -731,13 +731,8 @@ impl Starter for Docker {
             self.runtime,
             "--network",
             "none",
-            "--memory",
-            "256m",
-            "--cpus",
-            "1",
-            "--pids-limit",
-            "512",
         ])
+        .args(ENGINE_LIMITS)
         .args([
             "--name",
             &unique_name(&format!("docker-{}", self.runtime)),
@@ -749,6 +744,9 @@ impl Starter for Docker {
         Ok(t.elapsed().into())
     }
 }
+
+/// The limits every docker and podman start gets: the same as the runtimes' (256 MiB, 1 cpu, 512 pids).
+const ENGINE_LIMITS: [&str; 6] = ["--memory", "256m", "--cpus", "1", "--pids-limit", "512"];
 
 /// crun for podman on a hybrid cgroup host: scripts/crun-hybrid as scripts/setup installs it.
 pub const CRUN_HYBRID: &str = "/usr/local/libexec/strata/crun-hybrid";
@@ -791,24 +789,14 @@ struct Podman {
 impl Starter for Podman {
     fn start(&self) -> CaseResult<Sample> {
         let mut cmd = self.root.cmd();
-        cmd.args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--memory",
-            "256m",
-            "--cpus",
-            "1",
-            "--pids-limit",
-            "512",
-        ])
-        .args([
-            "--name",
-            &unique_name(self.name),
-            crate::podman::PODMAN_IMAGE,
-            "/bin/true",
-        ]);
+        cmd.args(["run", "--rm", "--network", "none"])
+            .args(ENGINE_LIMITS)
+            .args([
+                "--name",
+                &unique_name(self.name),
+                crate::podman::PODMAN_IMAGE,
+                "/bin/true",
+            ]);
         if let Some(fd) = &self.mnt_ns {
             sys::setns_before_exec(&mut cmd, fd.as_raw_fd(), CloneFlags::CLONE_NEWNS);
         }

@@ -86,6 +86,42 @@ pub fn fuse_passthrough(release: &str, fuse: bool, config: Option<&str>) -> Pass
 }
 
 /// True if `fs` is listed in /proc/filesystems-style text.
+/// This mount namespace's mount points under any of `roots`, deepest first (the order to unmount them in).
+pub fn mounts_under(roots: &[&Path]) -> Vec<std::path::PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut v: Vec<std::path::PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| std::path::PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| roots.iter().any(|r| p.starts_with(r)))
+        .collect();
+    v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    v
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as octal escapes (`\040` …).
+fn unescape_mountinfo(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 pub fn filesystem_listed(proc_filesystems: &str, fs: &str) -> bool {
     proc_filesystems
         .lines()
@@ -143,6 +179,13 @@ impl HostInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo("/tmp/a\\040b"), "/tmp/a b");
+        assert_eq!(unescape_mountinfo("/x\\134y"), "/x\\y");
+        assert_eq!(unescape_mountinfo("/plain\\0"), "/plain\\0");
+    }
 
     #[test]
     fn versions() {

@@ -6,27 +6,14 @@ mod docker_support;
 
 use docker_support::{
     Container, IMAGE, cgroup_dir, docker, docker_in_pty, docker_ok, err, leftovers, out,
-    parse_size, read, require_docker,
+    parse_size, read, require_docker, run_args,
 };
 
 /// `docker run --rm --runtime RT --network none EXTRA… IMAGE CMD…` → (exit code, stdout, stderr).
 fn run_rm(runtime: &str, extra: &[&str], cmd: &[&str]) -> (i32, String, String) {
     require_docker();
     let name = docker_support::unique("rm");
-    let mut args = vec![
-        "run",
-        "--rm",
-        "--name",
-        &name,
-        "--runtime",
-        runtime,
-        "--network",
-        "none",
-    ];
-    args.extend_from_slice(extra);
-    args.push(IMAGE);
-    args.extend_from_slice(cmd);
-    let o = docker(&args);
+    let o = docker(&run_args(&["--rm"], &name, runtime, extra, cmd));
     (o.status.code().unwrap_or(-1), out(&o), err(&o))
 }
 
@@ -122,26 +109,20 @@ fn docker_limits_reach_the_cgroup_and_hold() {
 
     // Behaviour: the memory limit OOM-kills (137, and Docker knows it was the OOM killer) …
     let c = Container::named("oom");
-    let o = docker(&[
-        "run",
-        "--name",
+    let o = docker(&run_args(
+        &[],
         &c.name,
-        "--runtime",
         "strata",
-        "--network",
-        "none",
-        "--memory",
-        "32m",
-        "--memory-swap",
-        "32m",
-        IMAGE,
-        "sh",
-        "-c",
-        // The hog is a child, and pid 1 stays a second after its death: Docker learns of the OOM from
-        // an event the shim reads off the cgroup, which raced with the exit when pid 1 itself was
-        // killed (OOMKilled false once in CI).
-        "sh -c \"x=\\$(head -c 200000000 /dev/zero | tr '\\\\0' a); echo survived\"; rc=$?; sleep 1; exit $rc",
-    ]);
+        &["--memory", "32m", "--memory-swap", "32m"],
+        &[
+            "sh",
+            "-c",
+            // The hog is a child, and pid 1 stays a second after its death: Docker learns of the OOM from
+            // an event the shim reads off the cgroup, which raced with the exit when pid 1 itself was
+            // killed (OOMKilled false once in CI).
+            "sh -c \"x=\\$(head -c 200000000 /dev/zero | tr '\\\\0' a); echo survived\"; rc=$?; sleep 1; exit $rc",
+        ],
+    ));
     assert_eq!(o.status.code(), Some(137), "{}{}", out(&o), err(&o));
     assert!(!out(&o).contains("survived"), "{}", out(&o));
     assert_eq!(c.inspect("{{.State.OOMKilled}}"), "true");

@@ -189,21 +189,17 @@ fn run(
         recv_go(chan, &mut late_cgroup);
     }
     if let Some(rootfs) = &plan.rootfs {
-        let mut cgroup_error = None;
-        let entered = rootfs.enter(trees, &mut || {
-            late_cgroup.join(plan, chan).map_err(|f| {
-                let message = f.message.clone();
-                cgroup_error = Some(f);
-                crate::rootfs::RootfsError::Spec(message)
+        // A failed join is a setup failure (125) like the rootfs's own.
+        rootfs
+            .enter(trees, &mut || {
+                late_cgroup
+                    .join(plan, chan)
+                    .map_err(|f| crate::rootfs::RootfsError::Spec(f.message))
             })
-        });
-        if let Some(f) = cgroup_error {
-            return Err(f);
-        }
-        entered.map_err(|e| Failure {
-            code: 125,
-            message: e.to_string(),
-        })?;
+            .map_err(|e| Failure {
+                code: 125,
+                message: e.to_string(),
+            })?;
     }
     late_cgroup.join(plan, chan)?;
     umask(old_umask);

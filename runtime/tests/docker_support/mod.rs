@@ -91,6 +91,24 @@ pub fn docker_ok(args: &[&str]) -> String {
     out(&o)
 }
 
+/// `run MODE… --name NAME --runtime RUNTIME --network none EXTRA… IMAGE CMD…`: what every test's
+/// `docker run` says.
+pub fn run_args<'a>(
+    mode: &[&'a str],
+    name: &'a str,
+    runtime: &'a str,
+    extra: &[&'a str],
+    cmd: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec!["run"];
+    args.extend_from_slice(mode);
+    args.extend_from_slice(&["--name", name, "--runtime", runtime, "--network", "none"]);
+    args.extend_from_slice(extra);
+    args.push(IMAGE);
+    args.extend_from_slice(cmd);
+    args
+}
+
 /// A named container removed on drop, with what the test needs to prove nothing was left behind.
 pub struct Container {
     pub name: String,
@@ -110,21 +128,10 @@ impl Container {
     /// `docker run -d --runtime RUNTIME --network none EXTRA… IMAGE CMD…`; returns once it runs.
     pub fn start(prefix: &str, runtime: &str, extra: &[&str], cmd: &[&str]) -> Container {
         let mut c = Container::named(prefix);
-        let mut args = vec![
-            "run",
-            "-d",
-            "--name",
-            &c.name,
-            "--runtime",
-            runtime,
-            "--network",
-            "none",
-        ];
-        args.extend_from_slice(extra);
-        args.push(IMAGE);
-        args.extend_from_slice(cmd);
         let name = c.name.clone();
-        let id = docker_ok(&args).trim().to_string();
+        let id = docker_ok(&run_args(&["-d"], &name, runtime, extra, cmd))
+            .trim()
+            .to_string();
         assert_eq!(id.len(), 64, "docker run -d printed {id:?} for {name}");
         c.id = Some(id);
         c

@@ -161,15 +161,7 @@ impl Podman {
 
     /// Whatever is mounted under this podman's directories (deepest first).
     fn own_mounts(&self) -> Vec<PathBuf> {
-        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut v: Vec<PathBuf> = text
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(PathBuf::from)
-            .filter(|p| p.starts_with(self.dir.path()) || p.starts_with(&self.tmp_dir))
-            .collect();
-        v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        v
+        strata_runtime::hostinfo::mounts_under(&[self.dir.path(), &self.tmp_dir])
     }
 }
 
