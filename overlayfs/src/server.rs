@@ -154,6 +154,9 @@ pub struct Server {
     mountpoint: Option<PathBuf>,
     attached: Option<PathBuf>,
     conn: Option<u64>,
+    /// The root of an attached mount (one in another mount namespace), held open so the mount's
+    /// superblock — and with it the fusectl number in `conn` — stays ours until `stop` aborts it.
+    pin: Option<std::fs::File>,
     counters: Arc<Counters>,
     ovl: Arc<Overlay>,
 }
@@ -219,12 +222,13 @@ fn serve(ovl: Overlay, fd: OwnedFd, mountpoint: Option<PathBuf>) -> Result<Serve
         mountpoint: None,
         attached: None,
         conn: None,
+        pin: None,
         counters,
         ovl,
     };
     if let Some(m) = mountpoint {
+        server.mountpoint = Some(m.clone());
         server.attach_mountpoint(&m);
-        server.mountpoint = Some(m);
     }
     Ok(server)
 }
@@ -248,6 +252,23 @@ pub fn mount(config: Config, mountpoint: &Path) -> Result<Server, ServeError> {
 pub fn serve_fd(config: Config, fd: OwnedFd) -> Result<Server, ServeError> {
     let ovl = prepare(&config)?;
     serve(ovl, fd, None)
+}
+
+/// An O_PATH handle on `path` (no FUSE open request), or None when it is gone.
+fn open_pin(path: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(path)
+        .ok()
+}
+
+/// The fusectl connection number of the file system `file` is on (its device number, as fusectl
+/// writes it).
+fn fuse_conn_of(file: &std::fs::File) -> Option<u64> {
+    let dev = file.metadata().ok()?.dev();
+    Some(nix::sys::stat::minor(dev) as u64 | ((nix::sys::stat::major(dev) as u64) << 20))
 }
 
 /// Refuse a mountpoint that is missing, not a directory, or a dead FUSE mount.
@@ -285,20 +306,26 @@ impl Server {
     /// Remember where the mount is visible (for a mount in another namespace e.g.
     /// `/proc/<pid>/root/<mnt>`) so `stop` can unmount it or abort its FUSE connection.
     pub fn attach_mountpoint(&mut self, path: &Path) {
-        if let Ok(m) = std::fs::metadata(path) {
-            let dev = m.dev();
-            self.conn = Some(
-                nix::sys::stat::minor(dev) as u64 | ((nix::sys::stat::major(dev) as u64) << 20),
-            );
-        }
         if self.mountpoint.is_none() {
+            // Another namespace's mount: nothing unmounts it here, so pin it (see `pin`).
+            self.pin = open_pin(path);
+            self.conn = self.pin.as_ref().and_then(fuse_conn_of);
             self.attached = Some(path.to_owned());
+        } else {
+            self.conn = open_pin(path).as_ref().and_then(fuse_conn_of);
         }
     }
 
-    /// End the FUSE connection through fusectl (mounting fusectl when the host has not).
-    fn abort_connection(&self) {
+    /// End the FUSE connection through fusectl (mounting fusectl when the host has not). `pin`, an open
+    /// file on the mount, proves the connection is still this server's: fusectl names connections by the
+    /// superblock's device number, which a new FUSE mount anywhere on the host may reuse once ours is
+    /// gone — an abort by number after that ended a stranger's mount (a parallel test's container saw
+    /// ENOTCONN).
+    fn abort_connection(&self, pin: Option<&std::fs::File>) {
         let Some(c) = self.conn else { return };
+        if pin.and_then(fuse_conn_of) != Some(c) {
+            return;
+        }
         let dir = Path::new("/sys/fs/fuse/connections");
         if !dir.join(c.to_string()).exists() {
             let _ = nix::mount::mount(
@@ -325,6 +352,11 @@ impl Server {
     /// Unmount (when we mounted it or know where it is), end the FUSE connection and wait for the
     /// threads.
     pub fn stop(mut self) -> Result<(), ServeError> {
+        // Held across the unmount so the abort below still reaches our own connection.
+        let pin = match &self.mountpoint {
+            Some(m) => open_pin(m),
+            None => self.pin.take(),
+        };
         if let Some(m) = self.mountpoint.take() {
             match nix::mount::umount2(&m, MntFlags::MNT_DETACH) {
                 Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
@@ -335,7 +367,8 @@ impl Server {
             let _ = nix::mount::umount2(&a, MntFlags::MNT_DETACH);
         }
         // Ends the connection even while files are still open on a lazily unmounted mount.
-        self.abort_connection();
+        self.abort_connection(pin.as_ref());
+        drop(pin);
         self.join()
     }
 
