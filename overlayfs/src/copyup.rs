@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use fuser::FileType;
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, RenameFlags};
+use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
@@ -140,12 +140,12 @@ impl Overlay {
             let _ = remove_staged(stage, &tmp, node.kind == FileType::Directory);
             return Err(e);
         }
-        if let Err(e) = nix::fcntl::renameat2(
+        if let Err(e) = crate::sys::renameat2(
             stage,
             &*tmp,
             udir.as_fd(),
             &*name,
-            RenameFlags::RENAME_NOREPLACE,
+            crate::sys::RenameFlags::NOREPLACE,
         ) {
             let _ = remove_staged(stage, &tmp, node.kind == FileType::Directory);
             return Err(e);

@@ -9,6 +9,12 @@ use clap::Parser;
 use strata_overlayfs::options::IGNORED_OPTIONS;
 use strata_overlayfs::{Config, sys};
 
+// The musl builds (scripts/setup) allocate with strata-overlayfs's sys::Allocator; musl's own allocator maps
+// and unmaps memory every few allocations. glibc builds keep glibc's allocator.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOC: strata_overlayfs::sys::Allocator = strata_overlayfs::sys::Allocator;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "strata-overlayfs",

@@ -6,7 +6,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 
 /// Build the `/proc/self/fd/N/name` path that names `name` inside the directory `dir`
@@ -133,5 +133,221 @@ pub fn fork() -> io::Result<Forked> {
         Ok(nix::unistd::ForkResult::Child) => Ok(Forked::Child),
         Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Forked::Parent(child.as_raw())),
         Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
+    }
+}
+
+/// The flags of [`renameat2`] (the kernel's `RENAME_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenameFlags(libc::c_uint);
+
+impl RenameFlags {
+    pub const NONE: RenameFlags = RenameFlags(0);
+    pub const NOREPLACE: RenameFlags = RenameFlags(libc::RENAME_NOREPLACE);
+    pub const EXCHANGE: RenameFlags = RenameFlags(libc::RENAME_EXCHANGE);
+    pub const WHITEOUT: RenameFlags = RenameFlags(libc::RENAME_WHITEOUT);
+}
+
+/// renameat2(2) as a raw syscall: nix offers it only on glibc, and the binaries are also built for musl
+/// (whose start-up does not query the CPU; see scripts/setup).
+pub fn renameat2<P1, P2>(
+    old_dir: impl AsFd,
+    old: &P1,
+    new_dir: impl AsFd,
+    new: &P2,
+    flags: RenameFlags,
+) -> nix::Result<()>
+where
+    P1: ?Sized + nix::NixPath,
+    P2: ?Sized + nix::NixPath,
+{
+    let rc = old.with_nix_path(|o| {
+        new.with_nix_path(|n| {
+            // SAFETY: both paths are NUL-terminated C strings that live across the call; the fds are
+            // borrowed, so they stay open.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_renameat2,
+                    old_dir.as_fd().as_raw_fd(),
+                    o.as_ptr(),
+                    new_dir.as_fd().as_raw_fd(),
+                    n.as_ptr(),
+                    flags.0,
+                )
+            }
+        })
+    })??;
+    nix::errno::Errno::result(rc).map(drop)
+}
+
+/// The global allocator of the musl builds (scripts/setup; the binaries' main.rs name it): dlmalloc for
+/// small blocks, and blocks of [`DIRECT_MAP`] bytes or more mapped straight from the kernel, as glibc does
+/// above its mmap threshold. dlmalloc alone carves big blocks out of its heap and clears them for a
+/// zeroed request: fuser's 16 MiB request buffer per worker thread was then written in full, 4,096 page
+/// faults each (~10 ms of every mount here, and 16 MiB resident per worker). Fresh anonymous pages are
+/// already zero and cost nothing until touched.
+pub struct Allocator;
+
+/// Blocks of this size or more are mapped directly.
+pub const DIRECT_MAP: usize = 256 * 1024;
+
+static SMALL: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
+fn direct(layout: std::alloc::Layout) -> bool {
+    layout.size() >= DIRECT_MAP && layout.align() <= 4096
+}
+
+fn map_block(size: usize) -> *mut u8 {
+    // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        std::ptr::null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+// SAFETY: small blocks are dlmalloc's (its own GlobalAlloc, behind its lock); a direct block is a whole
+// mapping of `layout.size()` bytes, and the layout given back at dealloc/realloc is the one it was
+// allocated with (GlobalAlloc's contract), so `direct()` tells both kinds apart without a header.
+unsafe impl std::alloc::GlobalAlloc for Allocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if direct(layout) {
+            map_block(layout.size())
+        } else {
+            // SAFETY: forwarded with the caller's guarantees.
+            unsafe { SMALL.alloc(layout) }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if direct(layout) {
+            map_block(layout.size())
+        } else {
+            // SAFETY: forwarded with the caller's guarantees.
+            unsafe { SMALL.alloc_zeroed(layout) }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        if direct(layout) {
+            // SAFETY: `ptr` is the start of a mapping of this size made by map_block.
+            unsafe { libc::munmap(ptr.cast(), layout.size()) };
+        } else {
+            // SAFETY: forwarded with the caller's guarantees.
+            unsafe { SMALL.dealloc(ptr, layout) }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller guarantees new_size, rounded up to the alignment, does not overflow.
+        let new =
+            unsafe { std::alloc::Layout::from_size_align_unchecked(new_size, layout.align()) };
+        match (direct(layout), direct(new)) {
+            // SAFETY: forwarded with the caller's guarantees.
+            (false, false) => unsafe { SMALL.realloc(ptr, layout, new_size) },
+            (true, true) => {
+                // SAFETY: `ptr` is a whole mapping of layout.size() bytes; the kernel may move it.
+                let p = unsafe {
+                    libc::mremap(ptr.cast(), layout.size(), new_size, libc::MREMAP_MAYMOVE)
+                };
+                if p == libc::MAP_FAILED {
+                    std::ptr::null_mut()
+                } else {
+                    p.cast()
+                }
+            }
+            _ => {
+                // SAFETY: a new block of the new layout; the old one stays valid until copied.
+                let q = unsafe { self.alloc(new) };
+                if !q.is_null() {
+                    // SAFETY: both blocks hold at least the smaller size and do not overlap.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(ptr, q, layout.size().min(new_size));
+                        self.dealloc(ptr, layout);
+                    }
+                }
+                q
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Allocator, DIRECT_MAP};
+    use std::alloc::{GlobalAlloc, Layout};
+
+    fn fill(p: *mut u8, n: usize) {
+        for i in 0..n {
+            // SAFETY: p holds at least n bytes.
+            unsafe { p.add(i).write((i % 251) as u8) };
+        }
+    }
+
+    fn check(p: *const u8, n: usize) {
+        for i in 0..n {
+            // SAFETY: p holds at least n bytes.
+            assert_eq!(unsafe { p.add(i).read() }, (i % 251) as u8, "byte {i}");
+        }
+    }
+
+    #[test]
+    fn zeroed_blocks_are_zero_on_both_sides_of_the_threshold() {
+        for size in [24, DIRECT_MAP - 1, DIRECT_MAP, 16 << 20] {
+            let l = Layout::from_size_align(size, 8).unwrap();
+            // SAFETY: a non-zero layout; freed with the same layout.
+            unsafe {
+                let p = Allocator.alloc_zeroed(l);
+                assert!(!p.is_null());
+                assert!((0..size).step_by(4093).all(|i| p.add(i).read() == 0));
+                assert_eq!(p.add(size - 1).read(), 0);
+                fill(p, size.min(1 << 20));
+                Allocator.dealloc(p, l);
+            }
+        }
+    }
+
+    #[test]
+    fn realloc_keeps_contents_across_the_threshold() {
+        let sizes = [100, DIRECT_MAP + 5, 3 * DIRECT_MAP, 200, DIRECT_MAP, 64];
+        let mut l = Layout::from_size_align(sizes[0], 16).unwrap();
+        // SAFETY: each realloc gets the layout the block was made with; the last one frees it.
+        unsafe {
+            let mut p = Allocator.alloc(l);
+            fill(p, l.size());
+            for &n in &sizes[1..] {
+                let kept = l.size().min(n);
+                p = Allocator.realloc(p, l, n);
+                assert!(!p.is_null());
+                assert_eq!(p as usize % 16, 0);
+                check(p, kept);
+                l = Layout::from_size_align(n, 16).unwrap();
+                fill(p, n);
+            }
+            Allocator.dealloc(p, l);
+        }
+    }
+
+    #[test]
+    fn over_aligned_big_blocks_stay_with_dlmalloc_and_keep_their_alignment() {
+        let l = Layout::from_size_align(DIRECT_MAP * 2, 1 << 16).unwrap();
+        // SAFETY: freed with the same layout.
+        unsafe {
+            let p = Allocator.alloc(l);
+            assert!(!p.is_null());
+            assert_eq!(p as usize % (1 << 16), 0);
+            fill(p, l.size());
+            check(p, l.size());
+            Allocator.dealloc(p, l);
+        }
     }
 }

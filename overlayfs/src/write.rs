@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use fuser::{FileAttr, FileType, TimeOrNow};
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, RenameFlags};
+use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags};
@@ -232,12 +232,12 @@ impl Overlay {
                     return Err(e);
                 }
             }
-            if let Err(e) = nix::fcntl::renameat2(
+            if let Err(e) = crate::sys::renameat2(
                 stage,
                 &*tmp,
                 udir.as_fd(),
                 name,
-                RenameFlags::RENAME_EXCHANGE,
+                crate::sys::RenameFlags::EXCHANGE,
             ) {
                 let _ = remove_tree(stage, &tmp);
                 return Err(e);
@@ -347,12 +347,12 @@ impl Overlay {
                 let stage = self.stage()?;
                 let tmp = self.stage_name();
                 nix::sys::stat::mknodat(stage, &*tmp, SFlag::S_IFCHR, Mode::empty(), 0)?;
-                if let Err(e) = nix::fcntl::renameat2(
+                if let Err(e) = crate::sys::renameat2(
                     stage,
                     &*tmp,
                     udir.as_fd(),
                     name,
-                    RenameFlags::RENAME_EXCHANGE,
+                    crate::sys::RenameFlags::EXCHANGE,
                 ) {
                     let _ = nix::unistd::unlinkat(stage, &*tmp, UnlinkatFlags::NoRemoveDir);
                     return Err(e);
@@ -470,12 +470,12 @@ impl Overlay {
         if exchange {
             let (t, _) = target.as_ref().ok_or(Errno::ENOENT)?;
             self.copy_up(t, true)?;
-            nix::fcntl::renameat2(
+            crate::sys::renameat2(
                 sdir.as_fd(),
                 name,
                 ddir.as_fd(),
                 newname,
-                RenameFlags::RENAME_EXCHANGE,
+                crate::sys::RenameFlags::EXCHANGE,
             )?;
             // A directory landing where a lower layer has the name must hide it.
             if t.is_dir() && Self::merged(parent) {
@@ -498,7 +498,13 @@ impl Overlay {
             Ok(st) if (st.st_mode & libc::S_IFMT) == libc::S_IFDIR => {
                 let stage = self.stage()?;
                 let tmp = self.stage_name();
-                nix::fcntl::renameat2(ddir.as_fd(), newname, stage, &*tmp, RenameFlags::empty())?;
+                crate::sys::renameat2(
+                    ddir.as_fd(),
+                    newname,
+                    stage,
+                    &*tmp,
+                    crate::sys::RenameFlags::NONE,
+                )?;
                 remove_tree(stage, &tmp)?;
             }
             _ => {}
@@ -507,11 +513,11 @@ impl Overlay {
             self.set_opaque(sdir.as_fd(), name)?;
         }
         let rflags = if need_wh && self.stack.whiteout == WhiteoutForm::Kernel {
-            RenameFlags::RENAME_WHITEOUT
+            crate::sys::RenameFlags::WHITEOUT
         } else {
-            RenameFlags::empty()
+            crate::sys::RenameFlags::NONE
         };
-        nix::fcntl::renameat2(sdir.as_fd(), name, ddir.as_fd(), newname, rflags)?;
+        crate::sys::renameat2(sdir.as_fd(), name, ddir.as_fd(), newname, rflags)?;
         if need_wh && self.stack.whiteout == WhiteoutForm::Oci {
             self.make_whiteout(sdir.as_fd(), name)?;
         }
