@@ -188,6 +188,14 @@ fn run(
             .map_err(setup("handing the FUSE fd to strata"))?;
         recv_go(chan, &mut late_cgroup);
     }
+    // Before the rootfs, which waits for a late cgroup at its end: these do not depend on it and fill
+    // the time the parent takes to make it.
+    if let Some(h) = &plan.hostname {
+        sethostname(h).map_err(setup("setting the hostname"))?;
+    }
+    if plan.loopback {
+        crate::network::loopback_up().map_err(setup("bringing up loopback"))?;
+    }
     if let Some(rootfs) = &plan.rootfs {
         // A failed join is a setup failure (125) like the rootfs's own.
         rootfs
@@ -210,12 +218,6 @@ fn run(
     }
     let _ = chan.send(&Msg::RootfsDone(crate::container::phases::now_ns()));
 
-    if let Some(h) = &plan.hostname {
-        sethostname(h).map_err(setup("setting the hostname"))?;
-    }
-    if plan.loopback {
-        crate::network::loopback_up().map_err(setup("bringing up loopback"))?;
-    }
     enter_workdir(&plan.exec)?;
     if let Some(gate) = &plan.oci {
         *started = Some(wait_for_start(plan, gate, chan)?);

@@ -184,6 +184,22 @@ impl CgroupFs {
     }
 
     /// Mounts relative to the current directory (the rootfs), after /sys.
+    /// True when every mount is a fresh cgroup/tmpfs mount (none binds a host cgroup dir), so they can
+    /// be made after pivot_root.
+    pub fn fresh(&self) -> bool {
+        self.mounts
+            .iter()
+            .all(|m| !m.flags.contains(MsFlags::MS_BIND))
+    }
+
+    /// True when the absolute container path `path` lies under (or is) the cgroup mounts' root.
+    pub fn covers(&self, path: &Path) -> bool {
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        self.mounts
+            .first()
+            .is_some_and(|m| rel.starts_with(m.target.strip_prefix("/").unwrap_or(&m.target)))
+    }
+
     pub fn mount_relative(&self) -> Result<(), RootfsError> {
         for m in &self.mounts {
             m.mount_relative()?;

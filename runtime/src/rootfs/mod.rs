@@ -248,9 +248,20 @@ impl Plan {
                 dev::populate(self.mknod_devices)?;
             }
         }
-        before_cgroupfs()?;
-        if let Some(c) = &self.cgroupfs {
-            c.mount_relative()?;
+        // The cgroup mounts need the container's cgroup, which a late join (process::CgroupEntry::Late)
+        // waits for the parent to make, so they come as late as they can: after pivot_root and the
+        // masks, while the parent makes the cgroup. Not when they bind host cgroup dirs (gone after
+        // pivot_root) or a masked or read-only path lies beneath them (they would cover the mask).
+        let cgroupfs_last = self.cgroupfs.as_ref().is_none_or(|c| {
+            c.fresh()
+                && !self
+                    .masked
+                    .iter()
+                    .chain(&self.readonly_paths)
+                    .any(|p| c.covers(p))
+        });
+        if !cgroupfs_last {
+            self.mount_cgroupfs(before_cgroupfs)?;
         }
         for d in &self.devices {
             d.create(self.mknod_devices)?;
@@ -279,6 +290,10 @@ impl Plan {
         for p in &self.readonly_paths {
             make_readonly(p)?;
         }
+        if cgroupfs_last {
+            // Relative to / now; the targets are relative to the rootfs.
+            self.mount_cgroupfs(before_cgroupfs)?;
+        }
         if self.readonly_root {
             mount(
                 None::<&str>,
@@ -290,6 +305,19 @@ impl Plan {
             .map_err(sys(|| "remounting / read-only".into()))?;
         }
         Ok(())
+    }
+}
+
+impl Plan {
+    fn mount_cgroupfs(
+        &self,
+        before_cgroupfs: &mut dyn FnMut() -> Result<(), RootfsError>,
+    ) -> Result<(), RootfsError> {
+        before_cgroupfs()?;
+        match &self.cgroupfs {
+            Some(c) => c.mount_relative(),
+            None => Ok(()),
+        }
     }
 }
 
