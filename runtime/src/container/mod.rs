@@ -543,6 +543,22 @@ fn start_and_wait(
             }
         }
     }
+
+    if late {
+        ph.start("cgroup");
+        let made = spawned.go().map_err(ContainerError::from).and_then(|()| {
+            let cg =
+                crate::cgroups::ContainerCgroup::create(&cfg.cgroup_parent, &p.id, &cfg.resources)?;
+            let cg = held.cgroup.insert(cg);
+            spawned.send_cgroup(cg.self_join_fds()?)?;
+            Ok(())
+        });
+        if let Err(e) = made {
+            abort_child(pid);
+            return Err(fail(e, started));
+        }
+    }
+    // After Go: the child was waiting for it, and the state needs two /proc reads.
     let mut st = State {
         id: p.id.clone(),
         status: Status::Running,
@@ -574,21 +590,6 @@ fn start_and_wait(
             .collect(),
         bundle: None,
     };
-
-    if late {
-        ph.start("cgroup");
-        let made = spawned.go().map_err(ContainerError::from).and_then(|()| {
-            let cg =
-                crate::cgroups::ContainerCgroup::create(&cfg.cgroup_parent, &p.id, &cfg.resources)?;
-            let cg = held.cgroup.insert(cg);
-            spawned.send_cgroup(cg.self_join_fds()?)?;
-            Ok(())
-        });
-        if let Err(e) = made {
-            abort_child(pid);
-            return Err(fail(e, started));
-        }
-    }
     ph.start("rootfs");
     // The child mounts the rootfs, /proc, /dev …, reports the time, sets up security and execs; the
     // parent sees exec as the socket's EOF.
