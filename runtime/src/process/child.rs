@@ -62,8 +62,10 @@ impl LateCgroup {
     /// Takes a cgroup message; false for any other message.
     fn take(&mut self, msg: &mut Option<Msg>) -> bool {
         match msg.take() {
-            Some(Msg::CgroupTask(fd)) => self.tasks.push(fd),
-            Some(Msg::CgroupReady) => self.ready = true,
+            Some(Msg::Cgroup(fds)) => {
+                self.tasks = fds;
+                self.ready = true;
+            }
             other => {
                 *msg = other;
                 return false;

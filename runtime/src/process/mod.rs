@@ -238,13 +238,8 @@ impl Spawned {
 
     /// Sends the v1 `tasks` fds of the child's cgroup ([`CgroupEntry::Late`]), after [`Spawned::go`].
     pub fn send_cgroup(&self, tasks: Vec<OwnedFd>) -> Result<(), ProcessError> {
-        for fd in tasks {
-            self.chan
-                .send(&sync::Msg::CgroupTask(fd))
-                .map_err(ProcessError::Sync)?;
-        }
         self.chan
-            .send(&sync::Msg::CgroupReady)
+            .send(&sync::Msg::Cgroup(tasks))
             .map_err(ProcessError::Sync)
     }
 
@@ -280,12 +275,7 @@ impl Spawned {
                     }
                     self.chan.send(&sync::Msg::Go).map_err(ProcessError::Sync)?;
                 }
-                Some(
-                    sync::Msg::Go
-                    | sync::Msg::RootTree(_)
-                    | sync::Msg::CgroupTask(_)
-                    | sync::Msg::CgroupReady,
-                ) => {
+                Some(sync::Msg::Go | sync::Msg::RootTree(_) | sync::Msg::Cgroup(_)) => {
                     return Err(ProcessError::Sync(Errno::EBADMSG));
                 }
             }

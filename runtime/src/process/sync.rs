@@ -29,11 +29,13 @@ pub enum Msg {
     RootTree(OwnedFd),
     /// Child -> parent (OCI `create`): setup is done; the child now waits at its start gate.
     Waiting,
-    /// Parent -> child, after Go ([`super::CgroupEntry::Late`]): one v1 `tasks` file of its cgroup.
-    CgroupTask(OwnedFd),
-    /// Parent -> child: every `tasks` file has been sent; the child joins before its cgroup mount.
-    CgroupReady,
+    /// Parent -> child, after Go ([`super::CgroupEntry::Late`]): every v1 `tasks` file of its cgroup,
+    /// in one message (one wake-up of the waiting child); it joins before its cgroup mount.
+    Cgroup(Vec<OwnedFd>),
 }
+
+/// The most fds one message carries (v1 has a dozen hierarchies at most).
+const MAX_FDS: usize = 32;
 
 pub fn pair() -> Result<(Channel, Channel), Errno> {
     let (a, b) = socketpair(
@@ -52,7 +54,7 @@ impl Channel {
 
     pub fn send(&self, msg: &Msg) -> Result<(), Errno> {
         let mut buf = Vec::with_capacity(64);
-        let fds: [RawFd; 1];
+        let fds: Vec<RawFd>;
         let cmsgs: &[ControlMessage<'_>] = match msg {
             Msg::Go => {
                 buf.push(b'G');
@@ -68,22 +70,25 @@ impl Channel {
                 buf.push(b'W');
                 &[]
             }
-            Msg::CgroupReady => {
+            Msg::Cgroup(tasks) => {
+                if tasks.len() > MAX_FDS {
+                    return Err(Errno::E2BIG);
+                }
                 buf.push(b'C');
-                &[]
+                fds = tasks.iter().map(|f| f.as_raw_fd()).collect();
+                &[ControlMessage::ScmRights(&fds)]
             }
             Msg::RootfsDone(t) => {
                 buf.push(b'R');
                 buf.extend_from_slice(&t.to_le_bytes());
                 &[]
             }
-            Msg::FuseFd(fd) | Msg::RootTree(fd) | Msg::CgroupTask(fd) => {
+            Msg::FuseFd(fd) | Msg::RootTree(fd) => {
                 buf.push(match msg {
                     Msg::FuseFd(_) => b'F',
-                    Msg::RootTree(_) => b'T',
-                    _ => b'K',
+                    _ => b'T',
                 });
-                fds = [fd.as_raw_fd()];
+                fds = vec![fd.as_raw_fd()];
                 &[ControlMessage::ScmRights(&fds)]
             }
         };
@@ -100,8 +105,8 @@ impl Channel {
     /// Next message, or `None` at end-of-file (the peer exec'd or exited).
     pub fn recv(&self) -> Result<Option<Msg>, Errno> {
         let mut buf = [0u8; 4096];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        let (n, fd) = loop {
+        let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+        let (n, mut fds) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
                 self.0.as_raw_fd(),
@@ -110,15 +115,13 @@ impl Channel {
                 MsgFlags::MSG_CMSG_CLOEXEC,
             ) {
                 Ok(r) => {
-                    let mut fd = None;
+                    let mut fds = Vec::new();
                     for c in r.cmsgs()? {
-                        if let ControlMessageOwned::ScmRights(fds) = c {
-                            for f in fds {
-                                fd = Some(owned(f));
-                            }
+                        if let ControlMessageOwned::ScmRights(got) = c {
+                            fds.extend(got.into_iter().map(owned));
                         }
                     }
-                    break (r.bytes, fd);
+                    break (r.bytes, fds);
                 }
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e),
@@ -137,10 +140,9 @@ impl Channel {
             b'R' if n == 9 => Msg::RootfsDone(u64::from_le_bytes(
                 buf[1..9].try_into().map_err(|_| Errno::EBADMSG)?,
             )),
-            b'F' => Msg::FuseFd(fd.ok_or(Errno::EBADMSG)?),
-            b'T' => Msg::RootTree(fd.ok_or(Errno::EBADMSG)?),
-            b'K' => Msg::CgroupTask(fd.ok_or(Errno::EBADMSG)?),
-            b'C' => Msg::CgroupReady,
+            b'F' if fds.len() == 1 => Msg::FuseFd(fds.pop().ok_or(Errno::EBADMSG)?),
+            b'T' if fds.len() == 1 => Msg::RootTree(fds.pop().ok_or(Errno::EBADMSG)?),
+            b'C' => Msg::Cgroup(fds),
             _ => return Err(Errno::EBADMSG),
         }))
     }
@@ -148,4 +150,31 @@ impl Channel {
 
 fn owned(fd: RawFd) -> OwnedFd {
     crate::sys::owned_fd(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn a_cgroup_message_carries_all_its_fds_at_once() {
+        let (a, b) = pair().unwrap();
+        let pipes: Vec<(OwnedFd, OwnedFd)> = (0..9).map(|_| nix::unistd::pipe().unwrap()).collect();
+        let (readers, writers): (Vec<_>, Vec<_>) = pipes.into_iter().unzip();
+        a.send(&Msg::Cgroup(writers)).unwrap();
+        a.send(&Msg::Go).unwrap();
+        let Some(Msg::Cgroup(got)) = b.recv().unwrap() else {
+            panic!("expected the cgroup message first")
+        };
+        assert_eq!(got.len(), 9);
+        // Each received fd is the write end of its own pipe, in order.
+        for (i, (w, r)) in got.into_iter().zip(readers).enumerate() {
+            std::fs::File::from(w).write_all(&[i as u8]).unwrap();
+            let mut byte = [0u8];
+            std::fs::File::from(r).read_exact(&mut byte).unwrap();
+            assert_eq!(byte[0], i as u8);
+        }
+        assert!(matches!(b.recv().unwrap(), Some(Msg::Go)));
+    }
 }
