@@ -3,7 +3,6 @@
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -267,8 +266,8 @@ fn open_pin(path: &Path) -> Option<std::fs::File> {
 /// The fusectl connection number of the file system `file` is on (its device number, as fusectl
 /// writes it).
 fn fuse_conn_of(file: &std::fs::File) -> Option<u64> {
-    let dev = file.metadata().ok()?.dev();
-    Some(nix::sys::stat::minor(dev) as u64 | ((nix::sys::stat::major(dev) as u64) << 20))
+    let (major, minor) = crate::sys::device_of(file).ok()?;
+    Some(u64::from(minor) | (u64::from(major) << 20))
 }
 
 /// Refuse a mountpoint that is missing, not a directory, or a dead FUSE mount.

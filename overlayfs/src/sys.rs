@@ -281,6 +281,26 @@ unsafe impl std::alloc::GlobalAlloc for Allocator {
     }
 }
 
+/// The device number (major, minor) of the file system `file` is on, from the superblock only:
+/// statx with AT_STATX_DONT_SYNC and an empty mask sends no request to a FUSE server (an fstat asks it
+/// for the attributes, and on a fresh mount first waits for its INIT reply).
+pub fn device_of(file: &std::fs::File) -> io::Result<(u32, u32)> {
+    // SAFETY: statx writes only into `st`, a plain struct we own; the fd is borrowed and open.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the path is a NUL-terminated empty string (AT_EMPTY_PATH).
+    let rc = unsafe {
+        libc::statx(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC,
+            0,
+            &mut st,
+        )
+    };
+    check(rc as isize)?;
+    Ok((st.stx_dev_major, st.stx_dev_minor))
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Allocator, DIRECT_MAP};
