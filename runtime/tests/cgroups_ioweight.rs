@@ -63,7 +63,7 @@ fn io_weight_splits_a_bfq_device() {
     }
     let reader = |skip_blocks: u64| {
         Gated::spawn(&format!(
-            "while :; do {BUSYBOX} dd if={} of=/dev/null bs=256k skip={skip_blocks} count={} iflag=direct 2>/dev/null || exit 1; done",
+            "while :; do {BUSYBOX} dd if={} of=/dev/null bs=256k skip={skip_blocks} count={} iflag=direct status=none || exit 1; done",
             dev.path,
             region / (256 << 10)
         ))
@@ -81,10 +81,22 @@ fn io_weight_splits_a_bfq_device() {
     // ranged 1.2-7x here).
     std::thread::sleep(Duration::from_secs(6));
     let (h1, l1) = (read(&heavy), read(&light));
+    // A reader that died (dd failed) explains a zero below better than the weights would.
+    let died: Vec<String> = [("heavy", &mut a), ("light", &mut b)]
+        .into_iter()
+        .filter_map(|(name, r)| match r.child.try_wait() {
+            Ok(Some(status)) => Some(format!(
+                "the {name} reader exited early ({status}): {}",
+                r.stderr()
+            )),
+            _ => None,
+        })
+        .collect();
     for cg in [&heavy, &light] {
         cg.kill_all().unwrap();
     }
     let _ = (a.child.wait(), b.child.wait());
+    assert!(died.is_empty(), "{}", died.join("; "));
     let (h, l) = (h1 - h0, l1 - l0);
     eprintln!(
         "BFQ, weights 1000 vs 100: {} MiB vs {} MiB read (ratio {:.2})",
