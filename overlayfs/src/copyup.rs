@@ -140,12 +140,12 @@ impl Overlay {
             let _ = remove_staged(stage, &tmp, node.kind == FileType::Directory);
             return Err(e);
         }
-        if let Err(e) = crate::sys::renameat2(
+        if let Err(e) = sys::renameat2(
             stage,
             &*tmp,
             udir.as_fd(),
             &*name,
-            crate::sys::RenameFlags::NOREPLACE,
+            sys::RenameFlags::NOREPLACE,
         ) {
             let _ = remove_staged(stage, &tmp, node.kind == FileType::Directory);
             return Err(e);

@@ -232,13 +232,9 @@ impl Overlay {
                     return Err(e);
                 }
             }
-            if let Err(e) = crate::sys::renameat2(
-                stage,
-                &*tmp,
-                udir.as_fd(),
-                name,
-                crate::sys::RenameFlags::EXCHANGE,
-            ) {
+            if let Err(e) =
+                sys::renameat2(stage, &*tmp, udir.as_fd(), name, sys::RenameFlags::EXCHANGE)
+            {
                 let _ = remove_tree(stage, &tmp);
                 return Err(e);
             }
@@ -347,13 +343,9 @@ impl Overlay {
                 let stage = self.stage()?;
                 let tmp = self.stage_name();
                 nix::sys::stat::mknodat(stage, &*tmp, SFlag::S_IFCHR, Mode::empty(), 0)?;
-                if let Err(e) = crate::sys::renameat2(
-                    stage,
-                    &*tmp,
-                    udir.as_fd(),
-                    name,
-                    crate::sys::RenameFlags::EXCHANGE,
-                ) {
+                if let Err(e) =
+                    sys::renameat2(stage, &*tmp, udir.as_fd(), name, sys::RenameFlags::EXCHANGE)
+                {
                     let _ = nix::unistd::unlinkat(stage, &*tmp, UnlinkatFlags::NoRemoveDir);
                     return Err(e);
                 }
@@ -470,12 +462,12 @@ impl Overlay {
         if exchange {
             let (t, _) = target.as_ref().ok_or(Errno::ENOENT)?;
             self.copy_up(t, true)?;
-            crate::sys::renameat2(
+            sys::renameat2(
                 sdir.as_fd(),
                 name,
                 ddir.as_fd(),
                 newname,
-                crate::sys::RenameFlags::EXCHANGE,
+                sys::RenameFlags::EXCHANGE,
             )?;
             // A directory landing where a lower layer has the name must hide it.
             if t.is_dir() && Self::merged(parent) {
@@ -498,13 +490,7 @@ impl Overlay {
             Ok(st) if (st.st_mode & libc::S_IFMT) == libc::S_IFDIR => {
                 let stage = self.stage()?;
                 let tmp = self.stage_name();
-                crate::sys::renameat2(
-                    ddir.as_fd(),
-                    newname,
-                    stage,
-                    &*tmp,
-                    crate::sys::RenameFlags::NONE,
-                )?;
+                sys::renameat2(ddir.as_fd(), newname, stage, &*tmp, sys::RenameFlags::NONE)?;
                 remove_tree(stage, &tmp)?;
             }
             _ => {}
@@ -513,11 +499,11 @@ impl Overlay {
             self.set_opaque(sdir.as_fd(), name)?;
         }
         let rflags = if need_wh && self.stack.whiteout == WhiteoutForm::Kernel {
-            crate::sys::RenameFlags::WHITEOUT
+            sys::RenameFlags::WHITEOUT
         } else {
-            crate::sys::RenameFlags::NONE
+            sys::RenameFlags::NONE
         };
-        crate::sys::renameat2(sdir.as_fd(), name, ddir.as_fd(), newname, rflags)?;
+        sys::renameat2(sdir.as_fd(), name, ddir.as_fd(), newname, rflags)?;
         if need_wh && self.stack.whiteout == WhiteoutForm::Oci {
             self.make_whiteout(sdir.as_fd(), name)?;
         }

@@ -50,11 +50,10 @@ pub fn main(plan: &ChildPlan, cgroup_tasks: &[OwnedFd], late: bool, chan: &Chann
     }
 }
 
-/// The cgroup of a [`super::CgroupEntry::Late`] child: its `tasks` fds as they arrive after Go.
+/// The cgroup of a [`super::CgroupEntry::Late`] child: its `tasks` fds once they arrive after Go.
 #[derive(Default)]
 struct LateCgroup {
-    tasks: Vec<OwnedFd>,
-    ready: bool,
+    tasks: Option<Vec<OwnedFd>>,
     joined: bool,
 }
 
@@ -62,10 +61,7 @@ impl LateCgroup {
     /// Takes a cgroup message; false for any other message.
     fn take(&mut self, msg: &mut Option<Msg>) -> bool {
         match msg.take() {
-            Some(Msg::Cgroup(fds)) => {
-                self.tasks = fds;
-                self.ready = true;
-            }
+            Some(Msg::Cgroup(fds)) => self.tasks = Some(fds),
             other => {
                 *msg = other;
                 return false;
@@ -79,14 +75,14 @@ impl LateCgroup {
         if self.joined {
             return Ok(());
         }
-        while !self.ready {
+        while self.tasks.is_none() {
             let mut msg = chan.recv().map_err(setup("waiting for the cgroup"))?;
             if !self.take(&mut msg) {
                 // The parent gave up (or died) before sending it: leave quietly.
                 crate::sys::exit_now(125);
             }
         }
-        join_cgroup(plan, &self.tasks)?;
+        join_cgroup(plan, self.tasks.as_deref().unwrap_or_default())?;
         self.joined = true;
         Ok(())
     }

@@ -163,14 +163,26 @@ impl Plan {
         })
     }
 
+    /// The late cgroup join (`before_cgroupfs`), then the cgroup mounts, relative to the working directory.
+    fn mount_cgroupfs(
+        &self,
+        before_cgroupfs: &mut dyn FnMut() -> Result<(), RootfsError>,
+    ) -> Result<(), RootfsError> {
+        before_cgroupfs()?;
+        match &self.cgroupfs {
+            Some(c) => c.mount_relative(),
+            None => Ok(()),
+        }
+    }
+
     /// Runs in the child, in its new mount namespace: makes propagation private, mounts the rootfs and the
     /// spec's mounts under it, pivots into it and detaches the old root, then masks paths.
     ///
     /// `trees` are detached idmapped mounts made by the parent (user namespace): the rootfs itself for a
     /// bind rootfs (attached instead of bind-mounting the directory), or the overlay's lower layers.
     ///
-    /// `before_cgroupfs` runs after the spec's other mounts, just before the /sys/fs/cgroup mount (a late
-    /// cgroup join: the cgroup namespace must exist by then).
+    /// `before_cgroupfs` runs just before the /sys/fs/cgroup mount (a late cgroup join: the cgroup
+    /// namespace must exist by then), which comes after pivot_root and the masks when it can.
     pub fn enter(
         &self,
         trees: Vec<std::os::fd::OwnedFd>,
@@ -305,19 +317,6 @@ impl Plan {
             .map_err(sys(|| "remounting / read-only".into()))?;
         }
         Ok(())
-    }
-}
-
-impl Plan {
-    fn mount_cgroupfs(
-        &self,
-        before_cgroupfs: &mut dyn FnMut() -> Result<(), RootfsError>,
-    ) -> Result<(), RootfsError> {
-        before_cgroupfs()?;
-        match &self.cgroupfs {
-            Some(c) => c.mount_relative(),
-            None => Ok(()),
-        }
     }
 }
 
