@@ -599,13 +599,8 @@ fn start_and_wait(
             .fuse
             .clone()
             .ok_or_else(|| "unexpected FUSE fd".to_string())?;
-        let mut s = strata_overlayfs::serve_fd(config, fd)
+        let s = strata_overlayfs::serve_fd(config, fd)
             .map_err(|e| format!("serving the FUSE rootfs: {e}"))?;
-        // Lets stop() abort the connection even if something keeps the mount alive.
-        s.attach_mountpoint(
-            &PathBuf::from(format!("/proc/{pid}/root"))
-                .join(p.root.strip_prefix("/").unwrap_or(&p.root)),
-        );
         *server = Some(s);
         Ok(())
     };
@@ -625,6 +620,13 @@ fn start_and_wait(
             abort_child(pid);
             return Err(fail(e.into(), started));
         }
+    }
+
+    // Lets stop() abort the connection even if something keeps the mount alive. Only now: the walk into
+    // the mount waits for the server's first replies (INIT, the root's attributes), which cost the child
+    // up to milliseconds when done before its Go; and after the child's pivot_root its root is the mount.
+    if let Some(s) = held.server.as_mut() {
+        s.attach_mountpoint(&PathBuf::from(format!("/proc/{pid}/root")));
     }
 
     // The state says "running" only once the command runs (a signal sent earlier could hit a pid 1
