@@ -303,7 +303,8 @@ pub fn cleanup_stale(mountpoint: &Path) -> Result<bool, ServeError> {
 
 impl Server {
     /// Remember where the mount is visible (for a mount in another namespace e.g.
-    /// `/proc/<pid>/root/<mnt>`) so `stop` can unmount it or abort its FUSE connection.
+    /// `/proc/<pid>/root` once that process has pivoted into it) so `stop` can unmount it or abort its FUSE
+    /// connection. The open waits for the server's first replies: call it once the server runs.
     pub fn attach_mountpoint(&mut self, path: &Path) {
         if self.mountpoint.is_none() {
             // Another namespace's mount: nothing unmounts it here, so pin it (see `pin`).
