@@ -233,23 +233,37 @@ pub fn io_stat_bytes_v2(text: &str) -> (u64, u64) {
         })
 }
 
-/// Sums read and write bytes of v1 `blkio.throttle.io_service_bytes` ("MAJ:MIN Read N" lines).
-pub fn io_service_bytes_v1(text: &str) -> (u64, u64) {
-    let mut read = 0;
-    let mut written = 0;
-    for line in text.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() != 3 || parse_devnum(f[0]).is_none() {
-            continue;
+/// Read and written bytes per device of v1 io_service_bytes files, merged per device.
+///
+/// No one v1 file counts every device on kernels since 6.9: blk-throttle is set up on a disk only
+/// once a limit is written for it, and `blkio.throttle.io_service_bytes` is empty for every other
+/// disk; `blkio.bfq.io_service_bytes` counts only disks BFQ schedules. Both count the same bytes
+/// where both count, so each device takes the larger of the two, never their sum.
+pub fn io_service_bytes_v1(texts: &[&str]) -> (u64, u64) {
+    let mut per_dev: BTreeMap<DevNum, (u64, u64)> = BTreeMap::new();
+    for text in texts {
+        let mut this: BTreeMap<DevNum, (u64, u64)> = BTreeMap::new();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (3, Some(dev)) = (f.len(), f.first().and_then(|d| parse_devnum(d))) else {
+                continue;
+            };
+            let n: u64 = f[2].parse().unwrap_or(0);
+            let e = this.entry(dev).or_default();
+            match f[1] {
+                "Read" => e.0 += n,
+                "Write" => e.1 += n,
+                _ => {}
+            }
         }
-        let n: u64 = f[2].parse().unwrap_or(0);
-        match f[1] {
-            "Read" => read += n,
-            "Write" => written += n,
-            _ => {}
+        for (dev, (r, w)) in this {
+            let e = per_dev.entry(dev).or_default();
+            *e = (e.0.max(r), e.1.max(w));
         }
     }
-    (read, written)
+    per_dev
+        .values()
+        .fold((0, 0), |(r, w), (dr, dw)| (r + dr, w + dw))
 }
 
 /// Parses a flat keyed file ("key value" per line: cpu.stat, memory.events, memory.oom_control).
@@ -453,7 +467,12 @@ mod tests {
         assert_eq!(io_stat_bytes_v2(v2), (4097, 8194));
         let v1 = "254:0 Read 100\n254:0 Write 200\n254:0 Sync 300\n254:0 Async 0\n254:0 Discard 0\n\
                   254:0 Total 300\nTotal 300\n";
-        assert_eq!(io_service_bytes_v1(v1), (100, 200));
+        assert_eq!(io_service_bytes_v1(&[v1]), (100, 200));
+        // Throttle counts only 254:0 (a limit was set there), BFQ counts 254:0 and 7:3: the shared
+        // device is counted once, the BFQ-only one is added.
+        let bfq = "254:0 Read 100\n254:0 Write 150\n7:3 Read 5\n7:3 Write 0\nTotal 255\n";
+        assert_eq!(io_service_bytes_v1(&[v1, bfq]), (105, 200));
+        assert_eq!(io_service_bytes_v1(&["Total 0\n", ""]), (0, 0));
     }
 
     #[test]

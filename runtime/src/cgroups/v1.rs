@@ -345,10 +345,13 @@ impl V1Cgroup {
             .file::<MemController>("memory.oom_control")
             .map(|t| format::parse_flat_keyed(&t))
             .unwrap_or_default();
-        let (io_read_bytes, io_write_bytes) = self
-            .file::<BlkIoController>("blkio.throttle.io_service_bytes")
-            .map(|t| format::io_service_bytes_v1(&t))
-            .unwrap_or((0, 0));
+        let io_files = [
+            "blkio.throttle.io_service_bytes_recursive",
+            "blkio.bfq.io_service_bytes_recursive",
+        ]
+        .map(|f| self.file::<BlkIoController>(f).unwrap_or_default());
+        let (io_read_bytes, io_write_bytes) =
+            format::io_service_bytes_v1(&io_files.each_ref().map(String::as_str));
         let pids_limit = self
             .file::<PidController>("pids.max")
             .and_then(|t| format::parse_max(&t))
