@@ -19,7 +19,7 @@ pub mod write;
 pub use idmap::{IdMap, IdRange};
 pub use options::{Config, OptionsError, WhiteoutForm};
 pub use server::{
-    FuseMountOptions, MountError, ServeError, Server, cleanup_stale, mount, mount_fuse_fd,
-    open_and_mount_fuse, open_dev_fuse, serve_fd,
+    FuseMountOptions, MountError, PreparedOverlay, ServeError, Server, cleanup_stale, mount,
+    mount_fuse_fd, open_and_mount_fuse, open_dev_fuse, serve_fd,
 };
 pub use stats::OpStats;

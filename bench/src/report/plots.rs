@@ -317,10 +317,11 @@ fn phases(path: &Path, g: &GroupResult) -> Result<(), String> {
         }
     }
     // Time order of strata's phases; unknown names after them.
-    const ORDER: [&str; 8] = [
+    const ORDER: [&str; 9] = [
         "prepare",
         "cgroup",
         "namespaces",
+        "serve",
         "rootfs",
         "exec",
         "run",

@@ -544,15 +544,39 @@ fn start_and_wait(
         }
     }
 
-    if late {
-        ph.start("cgroup");
-        let made = spawned.go().map_err(ContainerError::from).and_then(|()| {
-            let cg =
-                crate::cgroups::ContainerCgroup::create(&cfg.cgroup_parent, &p.id, &cfg.resources)?;
-            let cg = held.cgroup.insert(cg);
-            spawned.send_cgroup(cg.self_join_fds()?)?;
+    if let Err(e) = spawned.go() {
+        abort_child(pid);
+        return Err(fail(e.into(), started));
+    }
+    if let Some(config) = &p.fuse {
+        // First thing after Go: the child's rootfs set-up waits on the server at every step, and the
+        // overlay is prepared while the child mounts /dev/fuse.
+        ph.start("serve");
+        let server = &mut held.server;
+        let served = strata_overlayfs::PreparedOverlay::new(config)
+            .map_err(|e| format!("serving the FUSE rootfs: {e}"));
+        let r = spawned.serve_fuse(|fd| {
+            let s = served?
+                .serve_fd(fd)
+                .map_err(|e| format!("serving the FUSE rootfs: {e}"))?;
+            *server = Some(s);
             Ok(())
         });
+        if let Err(e) = r {
+            abort_child(pid);
+            return Err(fail(e.into(), started));
+        }
+    }
+    if late {
+        ph.start("cgroup");
+        let made =
+            crate::cgroups::ContainerCgroup::create(&cfg.cgroup_parent, &p.id, &cfg.resources)
+                .map_err(ContainerError::from)
+                .and_then(|cg| {
+                    let cg = held.cgroup.insert(cg);
+                    spawned.send_cgroup(cg.self_join_fds()?)?;
+                    Ok(())
+                });
         if let Err(e) = made {
             abort_child(pid);
             return Err(fail(e, started));
@@ -593,22 +617,7 @@ fn start_and_wait(
     ph.start("rootfs");
     // The child mounts the rootfs, /proc, /dev …, reports the time, sets up security and execs; the
     // parent sees exec as the socket's EOF.
-    let server = &mut held.server;
-    let serve = |fd| {
-        let config = p
-            .fuse
-            .clone()
-            .ok_or_else(|| "unexpected FUSE fd".to_string())?;
-        let s = strata_overlayfs::serve_fd(config, fd)
-            .map_err(|e| format!("serving the FUSE rootfs: {e}"))?;
-        *server = Some(s);
-        Ok(())
-    };
-    let released = if late {
-        spawned.wait_exec(serve)
-    } else {
-        spawned.release(serve)
-    };
+    let released = spawned.wait_exec(|_| Err("unexpected second FUSE fd".to_string()));
     match released {
         Ok(rootfs_done) if rootfs_done > 0 => {
             ph.split_at(rootfs_done, "exec");

@@ -243,6 +243,25 @@ impl Spawned {
             .map_err(ProcessError::Sync)
     }
 
+    /// After Go, for a FUSE rootfs: waits for the /dev/fuse fd the child mounted, has `serve` serve it
+    /// and lets the child go on. Done before anything else the parent has to do after Go, so the
+    /// child's rootfs set-up (whose every step waits for the server) overlaps that work.
+    pub fn serve_fuse(
+        &self,
+        serve: impl FnOnce(OwnedFd) -> Result<(), String>,
+    ) -> Result<(), ProcessError> {
+        match self.chan.recv().map_err(ProcessError::Sync)? {
+            Some(sync::Msg::FuseFd(fd)) => {
+                serve(fd).map_err(|message| ProcessError::Child { code: 125, message })?;
+                self.chan.send(&sync::Msg::Go).map_err(ProcessError::Sync)
+            }
+            Some(sync::Msg::Error { code, message }) => Err(ProcessError::Child { code, message }),
+            // End of file (the child died or exec'd) or a message out of order.
+            None => Err(ProcessError::Sync(Errno::EPIPE)),
+            Some(_) => Err(ProcessError::Sync(Errno::EBADMSG)),
+        }
+    }
+
     /// Lets the child run its setup. For a FUSE rootfs `serve` is called with the /dev/fuse fd the child
     /// mounted; it must start serving before returning. Returns once the command is exec'd (the sync socket
     /// reached end-of-file) or with the child's error. Returns when the child reported its rootfs ready
