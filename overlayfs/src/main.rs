@@ -85,10 +85,11 @@ fn run() -> anyhow::Result<()> {
             mnt.display()
         );
     }
-    // Check the layers before forking so errors reach the caller's terminal directly.
-    strata_overlayfs::layers::LayerStack::open(&cfg)?;
+    // Open and check the layers before forking so errors reach the caller's terminal directly; the
+    // server process inherits them opened.
+    let ovl = strata_overlayfs::PreparedOverlay::new(&cfg)?;
     if args.foreground || args.debug {
-        let server = strata_overlayfs::mount(cfg, &mnt)?;
+        let server = ovl.mount(&mnt)?;
         server.join()?;
         return Ok(());
     }
@@ -110,7 +111,7 @@ fn run() -> anyhow::Result<()> {
             drop(r);
             let _ = nix::unistd::setsid();
             let mut w = std::fs::File::from(w);
-            match strata_overlayfs::mount(cfg, &mnt) {
+            match ovl.mount(&mnt) {
                 Ok(server) => {
                     let _ = std::env::set_current_dir("/");
                     if let Ok(null) = std::fs::OpenOptions::new()

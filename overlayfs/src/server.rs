@@ -236,13 +236,19 @@ fn serve(ovl: Overlay, fd: OwnedFd, mountpoint: Option<PathBuf>) -> Result<Serve
 /// answers requests.
 pub fn mount(config: Config, mountpoint: &Path) -> Result<Server, ServeError> {
     check_mountpoint(mountpoint)?;
-    let ovl = prepare(&config)?;
-    let fd = open_and_mount_fuse(mountpoint, &FuseMountOptions::from(&config))?;
-    match serve(ovl, fd, Some(mountpoint.to_owned())) {
-        Ok(s) => Ok(s),
-        Err(e) => {
-            let _ = nix::mount::umount2(mountpoint, MntFlags::MNT_DETACH);
-            Err(e)
+    PreparedOverlay::new(&config)?.mount(mountpoint)
+}
+
+impl PreparedOverlay {
+    /// Mount it on `mountpoint` and serve it from background threads (see [`mount`]).
+    pub fn mount(self, mountpoint: &Path) -> Result<Server, ServeError> {
+        let fd = open_and_mount_fuse(mountpoint, &FuseMountOptions::from(&self.0.cfg))?;
+        match serve(self.0, fd, Some(mountpoint.to_owned())) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                let _ = nix::mount::umount2(mountpoint, MntFlags::MNT_DETACH);
+                Err(e)
+            }
         }
     }
 }
@@ -269,14 +275,17 @@ impl PreparedOverlay {
     }
 }
 
-/// An O_PATH handle on `path` (no FUSE open request), or None when it is gone.
+/// An O_PATH handle on `path` (no FUSE open request), or None when it is gone. Through nix, not
+/// std's `custom_flags`: std masks custom flags with O_ACCMODE, which on musl includes O_PATH, so
+/// the musl builds made a real open (an OPENDIR for the server, and an open directory kept).
 fn open_pin(path: &Path) -> Option<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-        .open(path)
-        .ok()
+    nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
+    .map(std::fs::File::from)
 }
 
 /// The fusectl connection number of the file system `file` is on (its device number, as fusectl

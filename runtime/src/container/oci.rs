@@ -283,15 +283,18 @@ pub fn short_socket_path(path: &Path) -> std::io::Result<(Option<std::fs::File>,
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Ok((None, path.to_path_buf()));
     };
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_PATH.bits() | nix::fcntl::OFlag::O_DIRECTORY.bits())
-        .open(if dir.as_os_str().is_empty() {
+    // nix, not std's custom_flags: std masks those with O_ACCMODE, which on musl includes O_PATH.
+    use nix::fcntl::OFlag;
+    let dir = nix::fcntl::open(
+        if dir.as_os_str().is_empty() {
             Path::new(".")
         } else {
             dir
-        })?;
+        },
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map(std::fs::File::from)?;
     let short = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
     Ok((Some(dir), short))
 }
