@@ -11,10 +11,9 @@ use caps::{CapSet, Capability, CapsHashSet};
 use nix::sys::resource::{Resource, setrlimit};
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
 use oci_spec::runtime::{PosixRlimitType, Spec};
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
+use seccompiler::BpfProgram;
+
+mod bpf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityError {
@@ -330,54 +329,30 @@ const CLONE_NS_FLAGS: [u64; 7] = [
 ];
 
 fn compile(keep: &CapsHashSet) -> Result<Vec<BpfProgram>, SecurityError> {
-    let err = |e: seccompiler::BackendError| SecurityError::Seccomp(e.to_string());
-    let arch = TargetArch::try_from(std::env::consts::ARCH)
-        .map_err(|e| SecurityError::Seccomp(e.to_string()))?;
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    let eperm = bpf::Verdict::Errno(libc::EPERM as u32);
+    let mut listed = BTreeMap::new();
     for (nr, cap) in denied_syscalls() {
         if cap.is_none_or(|c| !keep.contains(&c)) {
-            rules.insert(nr, Vec::new());
+            listed.insert(nr as u32, eperm);
         }
     }
-    let admin = keep.contains(&Capability::CAP_SYS_ADMIN);
-    if !admin {
-        let clone_rules = CLONE_NS_FLAGS
-            .iter()
-            .map(|&f| {
-                SeccompRule::new(vec![SeccompCondition::new(
-                    0,
-                    SeccompCmpArgLen::Qword,
-                    SeccompCmpOp::MaskedEq(f),
-                    f,
-                )?])
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        rules.insert(libc::SYS_clone, clone_rules);
+    if !keep.contains(&Capability::CAP_SYS_ADMIN) {
+        let mask = CLONE_NS_FLAGS.iter().fold(0, |m, f| m | *f as u32);
+        listed.insert(
+            libc::SYS_clone as u32,
+            bpf::Verdict::ErrnoIfArg0Any {
+                mask,
+                errno: libc::EPERM as u32,
+            },
+        );
+        // clone3 passes its flags in memory, out of a filter's reach: answer ENOSYS so libc falls back
+        // to clone(2), whose flags the filter checks. Docker does the same.
+        listed.insert(
+            libc::SYS_clone3 as u32,
+            bpf::Verdict::Errno(libc::ENOSYS as u32),
+        );
     }
-    let deny = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch,
-    )
-    .map_err(err)?;
-    let mut programs = vec![BpfProgram::try_from(deny).map_err(err)?];
-    if !admin {
-        // clone3 passes its flags in memory, out of a filter's reach: answer ENOSYS so libc falls back to
-        // clone(2), whose flags the filter above checks. Docker does the same.
-        let mut r = BTreeMap::new();
-        r.insert(libc::SYS_clone3, Vec::new());
-        let enosys = SeccompFilter::new(
-            r,
-            SeccompAction::Allow,
-            SeccompAction::Errno(libc::ENOSYS as u32),
-            arch,
-        )
-        .map_err(err)?;
-        programs.push(BpfProgram::try_from(enosys).map_err(err)?);
-    }
-    Ok(programs)
+    Ok(vec![bpf::compile(&listed).map_err(SecurityError::Seccomp)?])
 }
 
 /// The compiled filter for a capability set; the one for Docker's default set is compiled once per
@@ -416,7 +391,7 @@ mod tests {
         let a = Plan::from_spec(&spec).unwrap();
         let b = Plan::from_spec(&spec).unwrap();
         assert!(Arc::ptr_eq(&a.seccomp, &b.seccomp));
-        assert_eq!(a.seccomp.len(), 2);
+        assert_eq!(a.seccomp.len(), 1);
         assert_eq!(a.keep.len(), 14);
         assert!(a.keep.contains(&Capability::CAP_NET_RAW));
     }
@@ -425,6 +400,11 @@ mod tests {
     fn sys_admin_unlocks_mount_family() {
         let mut keep = CapsHashSet::new();
         keep.insert(Capability::CAP_SYS_ADMIN);
-        assert_eq!(compile(&keep).unwrap().len(), 1);
+        let with = compile(&keep).unwrap();
+        let without = compile(&CapsHashSet::new()).unwrap();
+        let mount = libc::SYS_mount as u32;
+        let run = |p: &Vec<BpfProgram>| bpf::tests::run(&p[0], bpf::AUDIT_ARCH, mount, 0);
+        assert_eq!(run(&with), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(&without), libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
     }
 }
