@@ -104,6 +104,11 @@ fn serve_fd_of_a_separately_mounted_fuse_fd() {
 fn join_returns_when_unmounted() {
     let (_d, cfg, mnt) = layers();
     let server = strata_overlayfs::mount(cfg, &mnt).unwrap();
+    // Unmounts (lazily) if an assertion below fails; the test unmounts itself otherwise.
+    let _guard = StrataMount {
+        mnt: mnt.clone(),
+        server: None,
+    };
     // The server's own handle on its mount is O_PATH: no directory open reached it (the musl
     // builds once made a real open there, an OPENDIR round trip in every mount).
     let st = server.stats();
