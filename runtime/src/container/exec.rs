@@ -170,7 +170,7 @@ pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
     };
     let spawned = process::spawn(&plan, entry)?;
     let pid = spawned.pid;
-    if let Err(e) = spawned.release(|_| Err("unexpected FUSE fd".into())) {
+    if let Err(e) = spawned.release() {
         let _ = forwarder.wait(pid);
         return Err(e.into());
     }

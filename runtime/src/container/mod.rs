@@ -553,11 +553,10 @@ fn start_and_wait(
         // overlay is prepared while the child mounts /dev/fuse.
         ph.start("serve");
         let server = &mut held.server;
-        let served = strata_overlayfs::PreparedOverlay::new(config)
-            .map_err(|e| format!("serving the FUSE rootfs: {e}"));
+        let prepared = strata_overlayfs::PreparedOverlay::new(config);
         let r = spawned.serve_fuse(|fd| {
-            let s = served?
-                .serve_fd(fd)
+            let s = prepared
+                .and_then(|o| o.serve_fd(fd))
                 .map_err(|e| format!("serving the FUSE rootfs: {e}"))?;
             *server = Some(s);
             Ok(())
@@ -617,7 +616,7 @@ fn start_and_wait(
     ph.start("rootfs");
     // The child mounts the rootfs, /proc, /dev …, reports the time, sets up security and execs; the
     // parent sees exec as the socket's EOF.
-    let released = spawned.wait_exec(|_| Err("unexpected second FUSE fd".to_string()));
+    let released = spawned.wait_exec();
     match released {
         Ok(rootfs_done) if rootfs_done > 0 => {
             ph.split_at(rootfs_done, "exec");

@@ -186,7 +186,7 @@ fn create_claimed(
         abort_child(pid);
         return Err(e);
     }
-    if let Err(e) = spawned.release(|_| Err("unexpected FUSE fd".into())) {
+    if let Err(e) = spawned.release() {
         abort_child(pid);
         return Err(e.into());
     }

@@ -262,23 +262,17 @@ impl Spawned {
         }
     }
 
-    /// Lets the child run its setup. For a FUSE rootfs `serve` is called with the /dev/fuse fd the child
-    /// mounted; it must start serving before returning. Returns once the command is exec'd (the sync socket
-    /// reached end-of-file) or with the child's error. Returns when the child reported its rootfs ready
-    /// (CLOCK_MONOTONIC ns; 0 when it has no rootfs step).
-    pub fn release(
-        self,
-        serve: impl FnMut(OwnedFd) -> Result<(), String>,
-    ) -> Result<u64, ProcessError> {
+    /// Lets the child run its setup. Returns once the command is exec'd (the sync socket reached
+    /// end-of-file) or with the child's error, with when the child reported its rootfs ready
+    /// (CLOCK_MONOTONIC ns; 0 when it has no rootfs step). A FUSE rootfs is served before, with
+    /// [`Spawned::go`] and [`Spawned::serve_fuse`], then this is [`Spawned::wait_exec`].
+    pub fn release(self) -> Result<u64, ProcessError> {
         self.go()?;
-        self.wait_exec(serve)
+        self.wait_exec()
     }
 
-    /// The second half of [`Spawned::release`]: serves the child's requests until it exec'd.
-    pub fn wait_exec(
-        self,
-        mut serve: impl FnMut(OwnedFd) -> Result<(), String>,
-    ) -> Result<u64, ProcessError> {
+    /// The second half of [`Spawned::release`]: waits until the child exec'd.
+    pub fn wait_exec(self) -> Result<u64, ProcessError> {
         let mut rootfs_done = 0;
         loop {
             match self.chan.recv().map_err(ProcessError::Sync)? {
@@ -288,13 +282,13 @@ impl Spawned {
                 Some(sync::Msg::Error { code, message }) => {
                     return Err(ProcessError::Child { code, message });
                 }
-                Some(sync::Msg::FuseFd(fd)) => {
-                    if let Err(message) = serve(fd) {
-                        return Err(ProcessError::Child { code: 125, message });
-                    }
-                    self.chan.send(&sync::Msg::Go).map_err(ProcessError::Sync)?;
-                }
-                Some(sync::Msg::Go | sync::Msg::RootTree(_) | sync::Msg::Cgroup(_)) => {
+                // A FUSE fd is taken by serve_fuse only; here it is out of order like the rest.
+                Some(
+                    sync::Msg::FuseFd(_)
+                    | sync::Msg::Go
+                    | sync::Msg::RootTree(_)
+                    | sync::Msg::Cgroup(_),
+                ) => {
                     return Err(ProcessError::Sync(Errno::EBADMSG));
                 }
             }
