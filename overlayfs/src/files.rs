@@ -1,7 +1,7 @@
 //! Open files: copy-up on a writing open, passthrough (one backing file per inode, clean fallback),
 //! and the read/write path used when passthrough is off.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use fuser::{BackingId, FileType, FopenFlags};
@@ -29,11 +29,14 @@ fn wants_write(flags: i32) -> bool {
 
 impl Overlay {
     /// Open regular file `node`. `make_backing` registers an fd with the kernel for passthrough.
+    /// `created` is the read-write fd of a file the create request just made: it serves as the
+    /// backing file, and as the open file too when `flags` ask for no status flag of their own.
     pub fn open_file(
         &self,
         node: &Arc<Node>,
         flags: i32,
-        make_backing: &dyn Fn(&std::os::fd::OwnedFd) -> std::io::Result<BackingId>,
+        created: Option<OwnedFd>,
+        make_backing: &dyn Fn(&OwnedFd) -> std::io::Result<BackingId>,
     ) -> OpResult<Opened> {
         if node.kind != FileType::RegularFile {
             return Err(if node.is_dir() {
@@ -52,7 +55,21 @@ impl Overlay {
         }
         let loc = self.loc(node)?;
         let upper = self.stack.is_upper(loc.layer);
-        let fd = self.open_real(&loc, flags)?;
+        let status =
+            libc::O_APPEND | libc::O_DIRECT | libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME;
+        let created_here = created.is_some() && upper;
+        let (fd, created) = match created {
+            Some(c) if upper && flags & status == 0 => (c, None),
+            Some(c) if upper => (self.open_real(&loc, flags)?, Some(c)),
+            _ => (self.open_real(&loc, flags)?, None),
+        };
+        // The plain read-write fd of a just-created file backs passthrough (never a caller's
+        // fd: its status flags, O_DIRECT say, would apply to every open of the inode).
+        let fresh_rw = match (&created, created_here) {
+            (Some(c), _) => Some(c),
+            (None, true) => Some(&fd),
+            (None, false) => None,
+        };
         // No FLUSH on close: there is nothing to flush (writes reach the real file at once).
         let mut fopen = FopenFlags::FOPEN_NOFLUSH;
         let mut backing = None;
@@ -84,14 +101,21 @@ impl Overlay {
                     } else {
                         OFlag::O_RDONLY
                     };
-                    let bfd = nix::fcntl::openat(
-                        loc.dirfd(),
-                        &*loc.name,
-                        acc | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                        Mode::empty(),
-                    );
+                    let opened;
+                    let bfd = match fresh_rw {
+                        Some(f) => Ok(f),
+                        None => {
+                            opened = nix::fcntl::openat(
+                                loc.dirfd(),
+                                &*loc.name,
+                                acc | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                                Mode::empty(),
+                            );
+                            opened.as_ref().map_err(|e| *e)
+                        }
+                    };
                     if let Ok(bfd) = bfd {
-                        if let Ok(b) = make_backing(&bfd) {
+                        if let Ok(b) = make_backing(bfd) {
                             let b = Arc::new(b);
                             map.insert(node.ino, (Arc::downgrade(&b), upper));
                             backing = Some(b);

@@ -298,7 +298,7 @@ impl Filesystem for OverlayFs {
         self.stats.count(Op::Open);
         let r = self.ovl.node(ino).and_then(|n| {
             self.ovl
-                .open_file(&n, flags.0, &|fd| reply.open_backing(fd.as_fd()))
+                .open_file(&n, flags.0, None, &|fd| reply.open_backing(fd.as_fd()))
         });
         match r {
             Ok(o) => match &o.backing {
@@ -655,31 +655,39 @@ impl Filesystem for OverlayFs {
     ) {
         self.stats.count(Op::Create);
         let r = self.ovl.node(parent).and_then(|p| {
-            let (node, attr, fresh) = match self.ovl.create_entry(
+            let (node, attr, created) = match self.ovl.create_entry_fd(
                 &p,
                 name,
                 Make::File(mode & 0o7777),
                 Self::caller(req, umask),
             ) {
-                Ok((n, a)) => (n, a, true),
+                Ok((n, a, fd)) => (n, a, Some(fd)),
                 Err(nix::errno::Errno::EEXIST) if flags & libc::O_EXCL == 0 => {
                     let (n, a) = self.ovl.lookup(&p, name, true)?;
-                    (n, a, false)
+                    (n, a, None)
                 }
                 Err(err) => return Err(err),
             };
-            let opened =
-                match self
-                    .ovl
-                    .open_file(&node, flags & !(libc::O_CREAT | libc::O_EXCL), &|fd| {
-                        reply.open_backing(fd.as_fd())
-                    }) {
-                    Ok(o) => o,
-                    Err(err) => {
-                        self.ovl.table.forget(node.ino, 1);
-                        return Err(err);
-                    }
-                };
+            // A file we just made is empty: like the kernel (which skips the truncate of a file
+            // the open created), do not truncate it. On ext4 a truncate to 0 also arms
+            // auto_da_alloc, which forces block allocation at close and makes both the create
+            // and a later unlink several times slower.
+            let fresh = created.is_some();
+            let mut open_flags = flags & !(libc::O_CREAT | libc::O_EXCL);
+            if fresh {
+                open_flags &= !libc::O_TRUNC;
+            }
+            let opened = match self
+                .ovl
+                .open_file(&node, open_flags, created.flatten(), &|fd| {
+                    reply.open_backing(fd.as_fd())
+                }) {
+                Ok(o) => o,
+                Err(err) => {
+                    self.ovl.table.forget(node.ino, 1);
+                    return Err(err);
+                }
+            };
             // A file we just made is empty: its attributes are known. An existing one may have
             // been truncated by the open.
             let attr = if fresh { attr } else { self.ovl.attr(&node)? };

@@ -83,6 +83,10 @@ pub struct Node {
     /// The file's data may have changed since it was copied up (a writing open or a truncate), so
     /// its lower copy no longer has the same data.
     pub data_changed: AtomicBool,
+    /// Known to carry no `security.capability`: this server made the object and no xattr was set
+    /// on it since. The kernel asks for that xattr before the first write to every inode (to
+    /// drop file capabilities); this answers without a syscall.
+    pub caps_unset: AtomicBool,
 }
 
 impl Node {
@@ -97,6 +101,7 @@ impl Node {
             oci_checked: AtomicU64::new(0),
             oci_free: AtomicU64::new(0),
             data_changed: AtomicBool::new(false),
+            caps_unset: AtomicBool::new(false),
         }
     }
 

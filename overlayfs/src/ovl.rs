@@ -683,7 +683,10 @@ impl Overlay {
 
     /// getxattr on the visible copy (overlay-private names do not exist in the merged view).
     pub fn getxattr(&self, node: &Node, name: &OsStr) -> OpResult<Vec<u8>> {
-        if layers::is_reserved_view_xattr(name.as_encoded_bytes()) {
+        if layers::is_reserved_view_xattr(name.as_encoded_bytes())
+            || (name == "security.capability"
+                && node.caps_unset.load(std::sync::atomic::Ordering::Relaxed))
+        {
             return Err(Errno::ENODATA);
         }
         let l = self.any_loc(node)?;

@@ -66,17 +66,19 @@ impl Overlay {
         what: &Make,
         c: Caller,
         pgid_setgid: Option<u32>,
-    ) -> OpResult<()> {
+    ) -> OpResult<Option<OwnedFd>> {
         let mask = !c.umask & 0o7777;
+        let mut file = None;
         match what {
             Make::File(mode) => {
-                let fd = nix::fcntl::openat(
+                // Read-write, so the create path can serve the caller's open and the passthrough
+                // backing file from this one fd.
+                file = Some(nix::fcntl::openat(
                     dir,
                     name,
-                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_CLOEXEC,
                     Mode::from_bits_truncate(mode & mask),
-                )?;
-                drop(fd);
+                )?);
             }
             Make::Dir(mode) => {
                 nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(mode & mask))?
@@ -94,7 +96,7 @@ impl Overlay {
             Make::Symlink(target) => nix::unistd::symlinkat(target.as_os_str(), dir, name)?,
             Make::Link(sdir, sname) => {
                 nix::unistd::linkat(sdir.as_fd(), sname.as_os_str(), dir, name, AtFlags::empty())?;
-                return Ok(());
+                return Ok(None);
             }
         }
         // New objects belong to the caller. We run as root, so chown only when the caller is
@@ -135,7 +137,7 @@ impl Overlay {
                 )?;
             }
         }
-        Ok(())
+        Ok(file)
     }
 
     fn set_opaque(&self, dir: BorrowedFd<'_>, name: &OsStr) -> OpResult<()> {
@@ -194,6 +196,18 @@ impl Overlay {
         what: Make,
         c: Caller,
     ) -> OpResult<(Arc<Node>, FileAttr)> {
+        self.create_entry_fd(parent, name, what, c)
+            .map(|(n, a, _)| (n, a))
+    }
+
+    /// [`Overlay::create_entry`], also returning the read-write fd of a new regular file.
+    pub fn create_entry_fd(
+        &self,
+        parent: &Arc<Node>,
+        name: &OsStr,
+        what: Make,
+        c: Caller,
+    ) -> OpResult<(Arc<Node>, FileAttr, Option<OwnedFd>)> {
         if !self.writable() {
             return Err(Errno::EROFS);
         }
@@ -220,12 +234,36 @@ impl Overlay {
             None
         };
         let is_dir = matches!(what, Make::Dir(_));
-        let chardev_wh = matches!(layers::lstat_at(udir.as_fd(), name), Ok(st) if layers::is_chardev_whiteout(&st));
-        if chardev_wh {
+        // Make it in place; the lookup found nothing, so EEXIST means a whiteout is there (or a
+        // racing create won, which the check below tells apart).
+        let in_place = match self.make_at(udir.as_fd(), name, &what, c, setgid) {
+            Ok(fd) => Ok(fd),
+            Err(Errno::EEXIST) => match layers::lstat_at(udir.as_fd(), name) {
+                Ok(st) if layers::is_chardev_whiteout(&st) => Err(()),
+                _ => return Err(Errno::EEXIST),
+            },
+            Err(e) => return Err(e),
+        };
+        let file = if let Ok(fd) = in_place {
+            // Only a directory that may hold OCI markers needs the `.wh.NAME` probe (we never
+            // write them into upper in the kernel form, and a scan found none there).
+            let wh = layers::wh_name(name);
+            if self.upper_may_hold_oci(parent) && layers::lstat_at(udir.as_fd(), &wh).is_ok() {
+                if is_dir {
+                    self.set_opaque(udir.as_fd(), name)?;
+                }
+                nix::unistd::unlinkat(udir.as_fd(), &*wh, UnlinkatFlags::NoRemoveDir)?;
+            } else if is_dir && (whited || parent_merged || self.lower_positive(parent, name)?) {
+                // Like the kernel: a new directory inside a merged directory is made opaque
+                // (nothing below can show through it), as is one replacing a whiteout.
+                self.set_opaque(udir.as_fd(), name)?;
+            }
+            fd
+        } else {
             // Build in the staging dir, swap with the whiteout, drop the whiteout.
             let stage = self.stage()?;
             let tmp = self.stage_name();
-            self.make_at(stage, &tmp, &what, c, setgid)?;
+            let fd = self.make_at(stage, &tmp, &what, c, setgid)?;
             if is_dir {
                 if let Err(e) = self.set_opaque(stage, &tmp) {
                     let _ = remove_tree(stage, &tmp);
@@ -239,24 +277,21 @@ impl Overlay {
                 return Err(e);
             }
             let _ = nix::unistd::unlinkat(stage, &*tmp, UnlinkatFlags::NoRemoveDir);
-        } else {
-            self.make_at(udir.as_fd(), name, &what, c, setgid)?;
-            let wh = layers::wh_name(name);
-            if layers::lstat_at(udir.as_fd(), &wh).is_ok() {
-                if is_dir {
-                    self.set_opaque(udir.as_fd(), name)?;
-                }
-                nix::unistd::unlinkat(udir.as_fd(), &*wh, UnlinkatFlags::NoRemoveDir)?;
-            } else if is_dir && (whited || parent_merged || self.lower_positive(parent, name)?) {
-                // Like the kernel: a new directory inside a merged directory is made opaque
-                // (nothing below can show through it), as is one replacing a whiteout.
-                self.set_opaque(udir.as_fd(), name)?;
-            }
-        }
+            fd
+        };
         if matches!(what, Make::Link(..)) {
-            return self.lookup(parent, name, true);
+            return self.lookup(parent, name, true).map(|(n, a)| (n, a, None));
         }
-        self.adopt_new(parent, &udir, name)
+        let (node, attr) = self.adopt_new(parent, &udir, name, file.as_ref())?;
+        Ok((node, attr, file))
+    }
+
+    /// Whether the upper copy of directory `dir` may hold `.wh.*` names (see [`Overlay::probe_in`]).
+    fn upper_may_hold_oci(&self, dir: &Node) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stack.whiteout != WhiteoutForm::Kernel
+            || dir.oci_checked.load(Relaxed) & 1 == 0
+            || dir.oci_free.load(Relaxed) & 1 == 0
     }
 
     /// The node for an object we just made in the upper layer (nothing below can show through
@@ -266,8 +301,12 @@ impl Overlay {
         parent: &Arc<Node>,
         udir: &Arc<OwnedFd>,
         name: &OsStr,
+        file: Option<&OwnedFd>,
     ) -> OpResult<(Arc<Node>, FileAttr)> {
-        let st = layers::lstat_at(udir.as_fd(), name)?;
+        let st = match file {
+            Some(fd) => nix::sys::stat::fstat(fd)?,
+            None => layers::lstat_at(udir.as_fd(), name)?,
+        };
         let kind = crate::dirs::kind_of_mode(st.st_mode);
         let ino = self.table.origin(self.stack.encode_ino(0, st.st_ino));
         let dirs = if kind == FileType::Directory {
@@ -282,7 +321,7 @@ impl Overlay {
             // filesystem reused the number of a removed object), never this object.
             |_| false,
             move |ino| {
-                Node::new(
+                let node = Node::new(
                     ino,
                     kind,
                     crate::inodes::NodeState {
@@ -297,7 +336,11 @@ impl Overlay {
                         via: None,
                         lower_left: 0,
                     },
-                )
+                );
+                // We just made it: it carries no file capability until a setxattr gives it one.
+                node.caps_unset
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                node
             },
             true,
         );
@@ -672,6 +715,8 @@ impl Overlay {
         if !self.writable() {
             return Err(Errno::EROFS);
         }
+        node.caps_unset
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         self.copy_up_for_xattr(node)?;
         let l = self.upper_loc(node)?;
         let n = if node.is_dir() {

@@ -28,6 +28,22 @@ fn rename2(m: &Path, a: &str, b: &str, f: RenameFlags) -> io::Result<()> {
     ))
 }
 
+/// The raw `security.capability` of `p` (ENODATA when it has none).
+fn file_cap(p: &Path) -> io::Result<Vec<u8>> {
+    use std::os::fd::AsFd;
+    let (parent, name) = (p.parent().unwrap(), p.file_name().unwrap());
+    let dir = nx(nix::fcntl::open(
+        parent,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
+        Mode::empty(),
+    ))?;
+    strata_overlayfs::sys::get_xattr(
+        dir.as_fd(),
+        Some(name),
+        std::ffi::OsStr::new("security.capability"),
+    )
+}
+
 fn script(p: &Pair) {
     // Data changes copy up (owner, mode, xattrs, times kept).
     p.both("append to lower file", |m| {
@@ -107,6 +123,28 @@ fn script(p: &Pair) {
             .arg(m.join("x/attr"))
             .status()?;
         Ok(st.success())
+    });
+    // File capabilities: the kernel asks for security.capability before the first write to
+    // every inode and removes it on a write; strata answers that for files it made itself
+    // without a syscall, which must stop once one is set.
+    p.both("new file has no file capability", |m| {
+        fs::write(m.join("capfile"), "x")?;
+        file_cap(&m.join("capfile"))
+    });
+    p.both("setcap on a new file", |m| {
+        let st = std::process::Command::new("setcap")
+            .arg("cap_net_raw+ep")
+            .arg(m.join("capfile"))
+            .status()?;
+        assert!(st.success(), "setcap failed");
+        file_cap(&m.join("capfile"))
+    });
+    p.both("a write drops the file capability", |m| {
+        OpenOptions::new()
+            .append(true)
+            .open(m.join("capfile"))?
+            .write_all(b"y")?;
+        file_cap(&m.join("capfile"))
     });
     p.both("setxattr of trusted.overlay.* is escaped", |m| {
         let st = std::process::Command::new("setfattr")
