@@ -50,8 +50,7 @@ impl OverlayFs {
     ) {
         match r {
             Ok((node, attr)) => {
-                let ttl = self.ovl.ttl(&node);
-                reply.entry(&ttl, &attr, GEN)
+                reply.entry_with_ttls(&self.ovl.attr_ttl(&node), &self.ovl.ttl(&node), &attr, GEN)
             }
             Err(err) => reply.error(e(err)),
         }
@@ -126,7 +125,7 @@ impl Filesystem for OverlayFs {
                 (true, Some(fh)) => self.ovl.with_fd(fh.0, |fd, _| nix::sys::stat::fstat(fd))?,
                 _ => self.ovl.stat(&n)?,
             };
-            Ok((self.ovl.attr_from(&n, &st), self.ovl.ttl(&n)))
+            Ok((self.ovl.attr_from(&n, &st), self.ovl.attr_ttl(&n)))
         });
         match r {
             Ok((a, ttl)) => reply.attr(&ttl, &a),
@@ -156,7 +155,7 @@ impl Filesystem for OverlayFs {
         let r = self.ovl.node(ino).and_then(|n| {
             self.ovl
                 .setattr(&n, mode, uid, gid, size, atime, mtime, fh.map(|f| f.0))
-                .map(|a| (a, self.ovl.ttl(&n)))
+                .map(|a| (a, self.ovl.attr_ttl(&n)))
         });
         match r {
             Ok((a, ttl)) => reply.attr(&ttl, &a),

@@ -345,7 +345,19 @@ impl Overlay {
         Ok(self.attr_from(node, &st))
     }
 
-    /// Cache time for `node`: long for objects only in (immutable) lower layers.
+    /// Attribute cache time for `node`: long for objects only in (immutable) lower layers. Every
+    /// change to a hard-linked lower file goes through its one kernel inode, which the kernel
+    /// updates or invalidates itself, so its attributes may be cached like any other's.
+    pub fn attr_ttl(&self, node: &Node) -> Duration {
+        if node.state.read().upper {
+            self.cfg.upper_ttl
+        } else {
+            self.cfg.lower_ttl
+        }
+    }
+
+    /// Entry (name) cache time for `node`: as [`Overlay::attr_ttl`], except for hard-linked lower
+    /// files.
     pub fn ttl(&self, node: &Node) -> Duration {
         let s = node.state.read();
         if !node.is_dir() && s.lower_nlink > 1 {
