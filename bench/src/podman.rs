@@ -6,17 +6,21 @@
 //! Every podman invocation runs under a deadline and is killed (by its pid) when it passes it, so a podman
 //! that waits forever is a failure with a reason instead of a hung run.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::Pid;
 
-use crate::cases::{CaseError, CaseResult, unique_name};
+use crate::cases::{CaseError, CaseResult, Sample, unique_name};
+use crate::subjects::{ENGINE_LIMITS, Starter};
 
 /// The image's name once `podman load` has read the archive.
 pub const PODMAN_IMAGE: &str = "localhost/strata-busybox:latest";
@@ -250,5 +254,28 @@ impl Drop for PodmanRoot {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_dir_all(&self.run);
+    }
+}
+
+/// The podman-R startup subjects: `podman run --rm` of /bin/true on a private root.
+pub(crate) struct Podman {
+    pub(crate) root: PodmanRoot,
+    pub(crate) name: &'static str,
+    pub(crate) mnt_ns: Option<Arc<OwnedFd>>,
+}
+
+impl Starter for Podman {
+    fn start(&self) -> CaseResult<Sample> {
+        let mut cmd = self.root.cmd();
+        cmd.args(["run", "--rm", "--network", "none"])
+            .args(ENGINE_LIMITS)
+            .args(["--name", &unique_name(self.name), PODMAN_IMAGE, "/bin/true"]);
+        if let Some(fd) = &self.mnt_ns {
+            crate::sys::setns_before_exec(&mut cmd, fd.as_raw_fd(), CloneFlags::CLONE_NEWNS);
+        }
+        let what = format!("{} run", self.name);
+        let t = Instant::now();
+        run_with_deadline(&mut cmd, &what, PODMAN_TIMEOUT, self.root.scratch())?;
+        Ok(t.elapsed().into())
     }
 }

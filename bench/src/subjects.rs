@@ -339,31 +339,9 @@ impl Subject {
                     env: env.clone(),
                 })
             }
-            Subject::StrataBind | Subject::StrataKernel | Subject::StrataFuse => {
-                let bin = require_binary("strata", "STRATA_BIN")?;
-                // A strata binary without the run subcommand (e.g. an early skeleton) is not the subject.
-                run_checked(
-                    Command::new(&bin).args(["run", "--help"]),
-                    "strata run --help",
-                )
-                .map_err(|e| {
-                    CaseError::Skipped(format!(
-                        "{} does not implement `strata run` ({e})",
-                        bin.display()
-                    ))
-                })?;
-                let fs = match self {
-                    Subject::StrataBind => "bind",
-                    Subject::StrataKernel => "kernel",
-                    _ => "fuse",
-                };
-                Arc::new(Strata {
-                    bin,
-                    fs,
-                    env: env.clone(),
-                    state: run_dir()?.join(unique_name("state")),
-                })
-            }
+            Subject::StrataBind => strata("bind", env, &[])?,
+            Subject::StrataKernel => strata("kernel", env, &[])?,
+            Subject::StrataFuse => strata("fuse", env, &[])?,
             Subject::Crun | Subject::Runc => {
                 let name = self.name();
                 let bin = require_binary(
@@ -428,7 +406,7 @@ impl Subject {
                 let runtime = podman_runtime(self)?;
                 let root =
                     crate::podman::PodmanRoot::new(self.name(), None, &runtime.to_string_lossy())?;
-                Arc::new(Podman {
+                Arc::new(crate::podman::Podman {
                     root,
                     name: self.name(),
                     mnt_ns: env.mnt_ns.clone(),
@@ -436,6 +414,39 @@ impl Subject {
             }
         })
     }
+}
+
+/// The strata binary the strata subjects run, once it is known to implement `strata run`.
+pub fn strata_binary() -> CaseResult<PathBuf> {
+    let bin = require_binary("strata", "STRATA_BIN")?;
+    // A strata binary without the run subcommand (e.g. an early skeleton) is not the subject.
+    run_checked(
+        Command::new(&bin).args(["run", "--help"]),
+        "strata run --help",
+    )
+    .map_err(|e| {
+        CaseError::Skipped(format!(
+            "{} does not implement `strata run` ({e})",
+            bin.display()
+        ))
+    })?;
+    Ok(bin)
+}
+
+/// `strata run --fs FS [EXTRA…]` of /bin/true, as the strata subjects start it (`extra` goes before
+/// `--fs`, e.g. `--security-opt seccomp=unconfined`).
+pub fn strata(
+    fs: &'static str,
+    env: &StartEnv,
+    extra: &'static [&'static str],
+) -> CaseResult<Arc<dyn Starter>> {
+    Ok(Arc::new(Strata {
+        bin: strata_binary()?,
+        fs,
+        extra,
+        env: env.clone(),
+        state: run_dir()?.join(unique_name("state")),
+    }))
 }
 
 /// A namespace holder for crun (and for the scaling cases' extra mounts): private mount namespace, every
@@ -486,6 +497,7 @@ impl Starter for Floor {
 struct Strata {
     bin: PathBuf,
     fs: &'static str,
+    extra: &'static [&'static str],
     env: StartEnv,
     state: PathBuf,
 }
@@ -502,7 +514,7 @@ impl Strata {
         } else {
             cmd.args(["--image", IMAGE]);
         }
-        cmd.args([
+        cmd.args(self.extra).args([
             "--fs",
             self.fs,
             "--rm",
@@ -746,7 +758,8 @@ impl Starter for Docker {
 }
 
 /// The limits every docker and podman start gets: the same as the runtimes' (256 MiB, 1 cpu, 512 pids).
-const ENGINE_LIMITS: [&str; 6] = ["--memory", "256m", "--cpus", "1", "--pids-limit", "512"];
+pub(crate) const ENGINE_LIMITS: [&str; 6] =
+    ["--memory", "256m", "--cpus", "1", "--pids-limit", "512"];
 
 /// crun for podman on a hybrid cgroup host: scripts/crun-hybrid as scripts/setup installs it.
 pub const CRUN_HYBRID: &str = "/usr/local/libexec/strata/crun-hybrid";
@@ -777,37 +790,5 @@ pub fn podman_runtime(subject: Subject) -> CaseResult<PathBuf> {
             "{} is not a podman subject",
             other.name()
         ))),
-    }
-}
-
-struct Podman {
-    root: crate::podman::PodmanRoot,
-    name: &'static str,
-    mnt_ns: Option<Arc<OwnedFd>>,
-}
-
-impl Starter for Podman {
-    fn start(&self) -> CaseResult<Sample> {
-        let mut cmd = self.root.cmd();
-        cmd.args(["run", "--rm", "--network", "none"])
-            .args(ENGINE_LIMITS)
-            .args([
-                "--name",
-                &unique_name(self.name),
-                crate::podman::PODMAN_IMAGE,
-                "/bin/true",
-            ]);
-        if let Some(fd) = &self.mnt_ns {
-            sys::setns_before_exec(&mut cmd, fd.as_raw_fd(), CloneFlags::CLONE_NEWNS);
-        }
-        let what = format!("{} run", self.name);
-        let t = Instant::now();
-        crate::podman::run_with_deadline(
-            &mut cmd,
-            &what,
-            crate::podman::PODMAN_TIMEOUT,
-            self.root.scratch(),
-        )?;
-        Ok(t.elapsed().into())
     }
 }

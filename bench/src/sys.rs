@@ -165,6 +165,137 @@ pub fn time_setns(
     Ok(Duration::from_nanos(ns?))
 }
 
+/// A seccomp BPF program in the kernel's layout (`struct sock_filter`), for [`time_seccomp`].
+#[derive(Clone)]
+pub struct SeccompFilter(Vec<libc::sock_filter>);
+
+impl SeccompFilter {
+    /// From `(code, jt, jf, k)` instructions.
+    pub fn new(ins: impl IntoIterator<Item = (u16, u8, u8, u32)>) -> Self {
+        SeccompFilter(
+            ins.into_iter()
+                .map(|(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k })
+                .collect(),
+        )
+    }
+    /// Number of instructions.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A syscall that a [`time_seccomp`] child makes `count` times; only calls that take no pointers (or
+/// null ones) can be built.
+#[derive(Clone, Copy, Debug)]
+pub struct Probe {
+    nr: libc::c_long,
+    args: [libc::c_long; 5],
+    count: u32,
+}
+
+impl Probe {
+    /// getppid(2): allowed by the default filter, whose verdict for it the kernel caches.
+    pub fn getppid(count: u32) -> Probe {
+        Probe {
+            nr: libc::SYS_getppid,
+            args: [0; 5],
+            count,
+        }
+    }
+    /// mount_setattr(-1, NULL, 0, NULL, 0): refused with EPERM by the default filter (so the kernel runs
+    /// the filter on every call); without one the kernel answers EINVAL (size 0) before touching anything.
+    /// The highest number of the default deny-list, so the last one a linear chain reaches.
+    pub fn mount_setattr(count: u32) -> Probe {
+        Probe {
+            nr: libc::SYS_mount_setattr,
+            args: [-1, 0, 0, 0, 0],
+            count,
+        }
+    }
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+}
+
+/// What a [`time_seccomp`] child measured.
+#[derive(Clone, Copy, Debug)]
+pub struct SeccompTiming {
+    /// no_new_privs plus installing every filter.
+    pub install: Duration,
+    /// All `count` calls of the probe.
+    pub calls: Duration,
+    /// errno of the probe's last call, 0 when it succeeded.
+    pub last_errno: i32,
+}
+
+/// In a fresh single-threaded child: set no_new_privs and install `filters` in order (timed together
+/// with CLOCK_MONOTONIC), then make the probe call `count` times (timed on its own). The child's creation
+/// and exit are not part of either figure.
+pub fn time_seccomp(
+    stack: &mut CloneStack,
+    filters: &[SeccompFilter],
+    probe: Probe,
+) -> Result<SeccompTiming> {
+    let progs = filters
+        .iter()
+        .map(|f| {
+            Ok(libc::sock_fprog {
+                len: libc::c_ushort::try_from(f.0.len()).map_err(|_| SysError::Errno {
+                    what: "seccomp filter too long",
+                    source: nix::Error::E2BIG,
+                })?,
+                filter: f.0.as_ptr().cast_mut(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(errno("pipe2"))?;
+    let wfd = w.as_raw_fd();
+    let Probe { nr, args: a, count } = probe;
+    let pid = clone_raw(stack, CloneFlags::empty(), &mut || {
+        let t0 = now_ns();
+        // SAFETY: raw prctl and seccomp(2) in the child only; each sock_fprog points into a filter owned
+        // by the caller, which outlives the child (the parent waits for it below).
+        unsafe {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                exit(1);
+            }
+            for p in &progs {
+                let p: *const libc::sock_fprog = p;
+                if libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, p) != 0 {
+                    exit(2);
+                }
+            }
+        }
+        let t1 = now_ns();
+        let mut last_errno = 0;
+        for _ in 0..count {
+            // SAFETY: a Probe is one of the calls built above, none of which passes a pointer.
+            let rc = unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4]) };
+            last_errno = if rc < 0 {
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+            } else {
+                0
+            };
+        }
+        let t2 = now_ns();
+        write_u64(wfd, t1 - t0);
+        write_u64(wfd, t2 - t1);
+        write_u64(wfd, last_errno as u64);
+        0
+    })?;
+    drop(w);
+    let got = (read_u64(&r), read_u64(&r), read_u64(&r));
+    wait_ok(pid, "seccomp")?;
+    Ok(SeccompTiming {
+        install: Duration::from_nanos(got.0?),
+        calls: Duration::from_nanos(got.1?),
+        last_errno: got.2? as i32,
+    })
+}
+
 /// What a [`NsHolder`] does in its new mount namespace before it waits.
 pub struct HolderSetup {
     /// Make every mount a slave of the host's so nothing propagates back (needed before any change).

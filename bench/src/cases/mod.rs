@@ -9,6 +9,7 @@ pub mod fsserver;
 pub mod namespaces;
 pub mod rootfs;
 pub mod scaling;
+pub mod security;
 pub mod startup;
 
 use std::fmt;
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The families of issue 5, one file each.
+/// The families of issue 5 (and security, of issue 4), one file each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
@@ -26,16 +27,18 @@ pub enum Family {
     Fs,
     Startup,
     Scaling,
+    Security,
 }
 
 impl Family {
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Family::Namespaces,
         Family::Cgroups,
         Family::Rootfs,
         Family::Fs,
         Family::Startup,
         Family::Scaling,
+        Family::Security,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -45,6 +48,7 @@ impl Family {
             Family::Fs => "fs",
             Family::Startup => "startup",
             Family::Scaling => "scaling",
+            Family::Security => "security",
         }
     }
 }
@@ -226,6 +230,7 @@ pub fn groups(suite: Suite) -> Vec<Group> {
     all.extend(fsserver::groups(suite));
     all.extend(startup::groups(suite));
     all.extend(scaling::groups(suite));
+    all.extend(security::groups(suite));
     all
 }
 

@@ -186,7 +186,8 @@ fn search(a: &mut Asm, keys: &[(u32, To)], allow: usize) {
 pub(super) mod tests {
     use super::*;
 
-    /// Runs `prog` on (arch, nr, arg0) as the kernel's classic-BPF interpreter would (the subset used).
+    /// Runs `prog` on (arch, nr, arg0) as the kernel's classic-BPF interpreter would (the subset this
+    /// compiler and seccompiler's chains use).
     pub fn run(prog: &[sock_filter], arch: u32, nr: u32, arg0: u64) -> u32 {
         let mut acc = 0u32;
         let mut pc = 0usize;
@@ -199,11 +200,17 @@ pub(super) mod tests {
                         NR => nr,
                         ARCH => arch,
                         ARG0_LOW => arg0 as u32,
+                        k if k == ARG0_LOW + 4 => (arg0 >> 32) as u32,
                         k => panic!("load of offset {k}"),
                     };
                     pc += 1;
                 }
+                c if c == libc::BPF_ALU | libc::BPF_AND | libc::BPF_K => {
+                    acc &= i.k;
+                    pc += 1;
+                }
                 c if c == libc::BPF_RET | libc::BPF_K => return i.k,
+                c if c == libc::BPF_JMP | libc::BPF_JA => pc += 1 + i.k as usize,
                 c if c & 0x07 == libc::BPF_JMP => {
                     let taken = match c & 0xf0 {
                         op if op == libc::BPF_JEQ => acc == i.k,

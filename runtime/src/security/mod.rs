@@ -7,13 +7,15 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
-use caps::{CapSet, Capability, CapsHashSet};
+pub use caps::CapsHashSet;
+use caps::{CapSet, Capability};
 use nix::sys::resource::{Resource, setrlimit};
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
 use oci_spec::runtime::{PosixRlimitType, Spec};
 use seccompiler::BpfProgram;
 
 mod bpf;
+pub mod chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityError {
@@ -328,7 +330,9 @@ const CLONE_NS_FLAGS: [u64; 7] = [
     libc::CLONE_NEWCGROUP as u64,
 ];
 
-fn compile(keep: &CapsHashSet) -> Result<Vec<BpfProgram>, SecurityError> {
+/// The default filter for a capability set as one search-tree program, compiled on every call
+/// ([`seccomp_programs`] caches the one for Docker's default set).
+pub fn compile(keep: &CapsHashSet) -> Result<Vec<BpfProgram>, SecurityError> {
     let eperm = bpf::Verdict::Errno(libc::EPERM as u32);
     let mut listed = BTreeMap::new();
     for (nr, cap) in denied_syscalls() {
@@ -355,15 +359,19 @@ fn compile(keep: &CapsHashSet) -> Result<Vec<BpfProgram>, SecurityError> {
     Ok(vec![bpf::compile(&listed).map_err(SecurityError::Seccomp)?])
 }
 
+/// Docker's default capability set (a container's bounding set when no `--cap-add`/`--cap-drop` is given).
+pub fn default_caps() -> CapsHashSet {
+    crate::spec::DOCKER_DEFAULT_CAPS
+        .iter()
+        .filter_map(|c| Capability::from_str(&format!("CAP_{c}")).ok())
+        .collect()
+}
+
 /// The compiled filter for a capability set; the one for Docker's default set is compiled once per
 /// process and reused.
 pub fn seccomp_programs(keep: &CapsHashSet) -> Result<Arc<Vec<BpfProgram>>, SecurityError> {
     static DEFAULT: OnceLock<Arc<Vec<BpfProgram>>> = OnceLock::new();
-    let default_set: CapsHashSet = crate::spec::DOCKER_DEFAULT_CAPS
-        .iter()
-        .filter_map(|c| Capability::from_str(&format!("CAP_{c}")).ok())
-        .collect();
-    if *keep == default_set {
+    if *keep == default_caps() {
         if let Some(p) = DEFAULT.get() {
             return Ok(p.clone());
         }
