@@ -117,3 +117,28 @@ fn join_returns_when_unmounted() {
     nix::mount::umount2(&mnt, nix::mount::MntFlags::empty()).unwrap();
     server.join().unwrap();
 }
+
+#[test]
+fn stop_detached_ends_the_mount_without_waiting_and_the_mountpoint_is_reusable() {
+    let (_d, cfg, mnt) = layers();
+    let server = strata_overlayfs::mount(cfg.clone(), &mnt).unwrap();
+    let _guard = StrataMount {
+        mnt: mnt.clone(),
+        server: None,
+    };
+    fs::write(mnt.join("kept"), b"upper").unwrap();
+    server.stop_detached().unwrap();
+    let mounted = |m: &std::path::Path| {
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(m.to_str().unwrap()))
+    };
+    assert!(!mounted(&mnt), "still mounted after stop_detached");
+    // The upper layer has what was written, and a new server on the same mountpoint serves it.
+    let again = strata_overlayfs::mount(cfg, &mnt).unwrap();
+    assert_eq!(fs::read(mnt.join("kept")).unwrap(), b"upper");
+    assert_eq!(fs::read(mnt.join("small")).unwrap(), b"small");
+    again.stop().unwrap();
+    assert!(!mounted(&mnt));
+}
