@@ -145,6 +145,10 @@ impl RenameFlags {
     pub const NOREPLACE: RenameFlags = RenameFlags(libc::RENAME_NOREPLACE);
     pub const EXCHANGE: RenameFlags = RenameFlags(libc::RENAME_EXCHANGE);
     pub const WHITEOUT: RenameFlags = RenameFlags(libc::RENAME_WHITEOUT);
+    /// From raw `RENAME_*` bits (the kernel rejects unknown ones with EINVAL).
+    pub const fn from_raw(bits: libc::c_uint) -> RenameFlags {
+        RenameFlags(bits)
+    }
 }
 
 /// renameat2(2) as a raw syscall: nix offers it only on glibc, and the binaries are also built for musl

@@ -9,23 +9,18 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use common::*;
-use nix::fcntl::{AT_FDCWD, RenameFlags};
+use nix::fcntl::AT_FDCWD;
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use strata_overlayfs::WhiteoutForm;
+use strata_overlayfs::sys::{RenameFlags, renameat2};
 
 fn nx<T>(r: nix::Result<T>) -> io::Result<T> {
     r.map_err(|e| io::Error::from_raw_os_error(e as i32))
 }
 
 fn rename2(m: &Path, a: &str, b: &str, f: RenameFlags) -> io::Result<()> {
-    nx(nix::fcntl::renameat2(
-        AT_FDCWD,
-        &m.join(a),
-        AT_FDCWD,
-        &m.join(b),
-        f,
-    ))
+    nx(renameat2(AT_FDCWD, &m.join(a), AT_FDCWD, &m.join(b), f))
 }
 
 /// The raw `security.capability` of `p` (ENODATA when it has none).
@@ -284,13 +279,13 @@ fn script(p: &Pair) {
         fs::rename(m.join("names/sp ace"), m.join("bin/sh"))
     });
     p.both("rename noreplace", |m| {
-        rename2(m, "etc/motd2", "bin/sh", RenameFlags::RENAME_NOREPLACE)
+        rename2(m, "etc/motd2", "bin/sh", RenameFlags::NOREPLACE)
     });
     p.both("rename exchange", |m| {
-        rename2(m, "etc/motd2", "merged/mid", RenameFlags::RENAME_EXCHANGE)
+        rename2(m, "etc/motd2", "merged/mid", RenameFlags::EXCHANGE)
     });
     p.both("rename exchange with missing", |m| {
-        rename2(m, "etc/motd2", "etc/none", RenameFlags::RENAME_EXCHANGE)
+        rename2(m, "etc/motd2", "etc/none", RenameFlags::EXCHANGE)
     });
     p.both("rename upper dir over empty lower dir", |m| {
         fs::remove_file(m.join("opq1/new"))?;

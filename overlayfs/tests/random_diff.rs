@@ -10,10 +10,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use nix::fcntl::{AT_FDCWD, RenameFlags};
+use nix::fcntl::AT_FDCWD;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strata_overlayfs::WhiteoutForm;
+use strata_overlayfs::sys::{RenameFlags, renameat2};
 
 fn small_layers(root: &Path, form: WhiteoutForm) -> Vec<PathBuf> {
     let (l1, l2, l3) = (root.join("l1"), root.join("l2"), root.join("l3"));
@@ -135,12 +136,12 @@ fn apply(m: &Path, op: &RandOp) -> io::Result<Vec<u8>> {
             .open(p(f))?
             .set_len(*n)
             .map(|_| vec![]),
-        RandOp::Rename(a, b, fl) => nx(nix::fcntl::renameat2(
+        RandOp::Rename(a, b, fl) => nx(renameat2(
             AT_FDCWD,
             &p(a),
             AT_FDCWD,
             &p(b),
-            RenameFlags::from_bits_truncate(*fl),
+            RenameFlags::from_raw(*fl),
         ))
         .map(|_| vec![]),
         RandOp::Unlink(f) => fs::remove_file(p(f)).map(|_| vec![]),
