@@ -57,19 +57,16 @@ impl Overlay {
         let upper = self.stack.is_upper(loc.layer);
         let status =
             libc::O_APPEND | libc::O_DIRECT | libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME;
-        let created_here = created.is_some() && upper;
-        let (fd, created) = match created {
-            Some(c) if upper && flags & status == 0 => (c, None),
-            Some(c) if upper => (self.open_real(&loc, flags)?, Some(c)),
-            _ => (self.open_real(&loc, flags)?, None),
+        // The caller's open reuses the created fd when it asks for no status flag of its own; the
+        // created fd (plain read-write) backs passthrough either way — never a caller's fd: its
+        // status flags, O_DIRECT say, would apply to every open of the inode.
+        let mut created = created.filter(|_| upper);
+        let reuse = created.is_some() && flags & status == 0;
+        let fd = match created.take_if(|_| reuse) {
+            Some(c) => c,
+            None => self.open_real(&loc, flags)?,
         };
-        // The plain read-write fd of a just-created file backs passthrough (never a caller's
-        // fd: its status flags, O_DIRECT say, would apply to every open of the inode).
-        let fresh_rw = match (&created, created_here) {
-            (Some(c), _) => Some(c),
-            (None, true) => Some(&fd),
-            (None, false) => None,
-        };
+        let fresh_rw = if reuse { Some(&fd) } else { created.as_ref() };
         // No FLUSH on close: there is nothing to flush (writes reach the real file at once).
         let mut fopen = FopenFlags::FOPEN_NOFLUSH;
         let mut backing = None;

@@ -247,8 +247,11 @@ impl Overlay {
         let file = if let Ok(fd) = in_place {
             // Only a directory that may hold OCI markers needs the `.wh.NAME` probe (we never
             // write them into upper in the kernel form, and a scan found none there).
-            let wh = layers::wh_name(name);
-            if self.upper_may_hold_oci(parent) && layers::lstat_at(udir.as_fd(), &wh).is_ok() {
+            let oci_wh = self
+                .upper_may_hold_oci(parent)
+                .then(|| layers::wh_name(name))
+                .filter(|wh| layers::lstat_at(udir.as_fd(), wh).is_ok());
+            if let Some(wh) = oci_wh {
                 if is_dir {
                     self.set_opaque(udir.as_fd(), name)?;
                 }

@@ -5,14 +5,14 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata_runtime::security::{self, CapsHashSet};
 
 use super::namespaces::NET_QUIESCE;
+use super::startup::Starts;
 use super::{Case, CaseError, CaseResult, Family, Group, Sample, Suite, unique_name};
-use crate::subjects::{self, IMAGE, StartEnv, Starter};
+use crate::subjects::{self, IMAGE, StartEnv};
 use crate::sys::{self, CloneStack, Probe, SeccompFilter, SeccompTiming};
 
 /// Calls per sample of the per-syscall groups.
@@ -207,7 +207,7 @@ const UNCONFINED: &[&str] = &["--security-opt", "seccomp=unconfined"];
 /// `strata run --fs kernel` of /bin/true with the default filter or without any.
 struct StartCase {
     unconfined: bool,
-    starter: Option<Arc<dyn Starter>>,
+    starts: Starts,
 }
 
 impl StartCase {
@@ -268,18 +268,13 @@ impl Case for StartCase {
             )));
         }
         let starter = subjects::strata("kernel", &StartEnv::default(), self.extra())?;
-        starter.start()?;
-        self.starter = Some(starter);
-        Ok(())
+        self.starts.prepare(starter)
     }
     fn run_once(&mut self) -> CaseResult<Sample> {
-        self.starter
-            .as_ref()
-            .ok_or_else(|| CaseError::failed("not prepared"))?
-            .start()
+        self.starts.run_once()
     }
     fn teardown(&mut self) {
-        self.starter = None;
+        self.starts.teardown();
     }
     fn quiesce(&self) -> Duration {
         NET_QUIESCE
@@ -382,11 +377,11 @@ pub fn groups(_suite: Suite) -> Vec<Group> {
     .reference("strata-kernel")
     .case(StartCase {
         unconfined: false,
-        starter: None,
+        starts: Starts::default(),
     })
     .case(StartCase {
         unconfined: true,
-        starter: None,
+        starts: Starts::default(),
     });
 
     vec![install, getppid, refused, compile, start]

@@ -11,7 +11,30 @@ use crate::subjects::{StartEnv, Starter, Subject};
 pub struct StartupCase {
     pub subject: Subject,
     pub env: StartEnv,
-    starter: Option<Arc<dyn Starter>>,
+    starts: Starts,
+}
+
+/// A prepared subject measured by starting it again and again; shared by every case that times a
+/// start (startup/true, security/seccomp-start).
+#[derive(Default)]
+pub struct Starts(Option<Arc<dyn Starter>>);
+
+impl Starts {
+    /// One untimed start proves the subject works here before it is measured.
+    pub fn prepare(&mut self, starter: Arc<dyn Starter>) -> CaseResult<()> {
+        starter.start()?;
+        self.0 = Some(starter);
+        Ok(())
+    }
+    pub fn run_once(&self) -> CaseResult<Sample> {
+        self.0
+            .as_ref()
+            .ok_or_else(|| CaseError::failed("not prepared"))?
+            .start()
+    }
+    pub fn teardown(&mut self) {
+        self.0 = None;
+    }
 }
 
 impl StartupCase {
@@ -19,7 +42,7 @@ impl StartupCase {
         StartupCase {
             subject,
             env,
-            starter: None,
+            starts: Starts::default(),
         }
     }
 }
@@ -30,19 +53,13 @@ impl Case for StartupCase {
     }
     fn prepare(&mut self) -> CaseResult<()> {
         let starter = self.subject.prepare(&self.env)?;
-        // One untimed start proves the subject works here before it is measured.
-        starter.start()?;
-        self.starter = Some(starter);
-        Ok(())
+        self.starts.prepare(starter)
     }
     fn run_once(&mut self) -> CaseResult<Sample> {
-        self.starter
-            .as_ref()
-            .ok_or_else(|| CaseError::failed("not prepared"))?
-            .start()
+        self.starts.run_once()
     }
     fn teardown(&mut self) {
-        self.starter = None;
+        self.starts.teardown();
     }
     /// Every subject makes a net namespace.
     fn quiesce(&self) -> Duration {
