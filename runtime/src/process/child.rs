@@ -28,9 +28,17 @@ fn setup<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Failure 
 }
 
 /// Entry point of the cloned child; returns the exit status on failure (exec never returns on success).
-pub fn main(plan: &ChildPlan, cgroup_tasks: &[OwnedFd], late: bool, chan: &Channel) -> i32 {
+/// `cpus`: strata's CPU mask, taken back at Go (the parent pinned the child until then; see
+/// `process::OtherCpu`).
+pub fn main(
+    plan: &ChildPlan,
+    cgroup_tasks: &[OwnedFd],
+    late: bool,
+    cpus: Option<&nix::sched::CpuSet>,
+    chan: &Channel,
+) -> i32 {
     let mut started = None;
-    match run(plan, cgroup_tasks, late, chan, &mut started) {
+    match run(plan, cgroup_tasks, late, cpus, chan, &mut started) {
         Ok(()) => 0,
         Err(f) => {
             // Past the OCI start gate strata's create has gone; `strata start` hears the failure instead.
@@ -121,6 +129,7 @@ fn run(
     plan: &ChildPlan,
     cgroup_tasks: &[OwnedFd],
     late: bool,
+    cpus: Option<&nix::sched::CpuSet>,
     chan: &Channel,
     started: &mut Option<std::os::unix::net::UnixStream>,
 ) -> Result<(), Failure> {
@@ -138,6 +147,10 @@ fn run(
             // The parent gave up (or died) before releasing us: leave quietly.
             _ => crate::sys::exit_now(125),
         }
+    }
+    if let Some(cpus) = cpus {
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), cpus)
+            .map_err(setup("restoring the CPU mask"))?;
     }
     setsid().map_err(setup("setsid"))?;
     let mut late_cgroup = LateCgroup {

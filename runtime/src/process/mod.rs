@@ -200,17 +200,47 @@ pub fn spawn(plan: &ChildPlan, cgroup: CgroupEntry<'_>) -> Result<Spawned, Proce
         CgroupEntry::SelfJoin(fds) => (None, fds),
     };
     let late = matches!(cgroup, CgroupEntry::Late);
+    let placement = if late { OtherCpu::pick() } else { None };
+    let restore = placement.as_ref().map(|p| &p.allowed);
     let pid = crate::sys::clone3_run(flags, into, || {
         // The child must not keep the parent's end open, or it would never see end-of-file.
         let _ = nix::unistd::close(parent_raw);
-        child::main(plan, tasks, late, &child_end)
+        child::main(plan, tasks, late, restore, &child_end)
     })
     .map_err(ProcessError::Clone)?;
+    if let Some(p) = &placement {
+        // A hint only: where it fails the child starts where the kernel put it.
+        let _ = nix::sched::sched_setaffinity(pid, &p.other);
+    }
     drop(child_end);
     Ok(Spawned {
         pid,
         chan: parent_end,
     })
+}
+
+/// Where a [`CgroupEntry::Late`] child starts: on another CPU than strata's. A new task is queued on its
+/// parent's CPU, and the parent, busy making the cgroup, kept it waiting there for most of a millisecond
+/// while the other CPU idled (`perf sched timehist`), which undid the overlap the late cgroup is for.
+/// The child is pinned to the other CPU until its Go arrives, then takes back strata's CPU mask (and
+/// joining its cpuset sets the container's own).
+struct OtherCpu {
+    allowed: nix::sched::CpuSet,
+    other: nix::sched::CpuSet,
+}
+
+impl OtherCpu {
+    /// None with a single allowed CPU (or when the mask cannot be read).
+    fn pick() -> Option<OtherCpu> {
+        let allowed = nix::sched::sched_getaffinity(Pid::from_raw(0)).ok()?;
+        let here = nix::sched::sched_getcpu().ok()?;
+        let cpu = (0..nix::sched::CpuSet::count())
+            .map(|i| (i + here + 1) % nix::sched::CpuSet::count())
+            .find(|&c| c != here && allowed.is_set(c).unwrap_or(false))?;
+        let mut other = nix::sched::CpuSet::new();
+        other.set(cpu).ok()?;
+        Some(OtherCpu { allowed, other })
+    }
 }
 
 impl Spawned {
