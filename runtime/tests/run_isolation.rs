@@ -188,8 +188,9 @@ fn cpus_allowed(status: &str) -> String {
 
 #[test]
 fn the_command_runs_with_stratas_cpu_mask_not_the_start_up_pin() {
-    // strata starts its child pinned to another CPU than its own (process::OtherCpu) and the child
-    // takes strata's mask back: the command must see the host's mask, or the one --cpuset gives it.
+    // strata runs its child's set-up pinned to another CPU than its own (process::OtherCpu) and the
+    // child takes strata's mask back before it joins its cgroup: the command must see the host's
+    // mask, or the one --cpuset gives it.
     let env = Env::new();
     let host = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
     assert_eq!(cpus_allowed(&env.sh(&[], "cat /proc/self/status")), host);

@@ -553,9 +553,19 @@ fn start_and_wait(
         abort_child(pid);
         return Err(fail(e.into(), started));
     }
+    if late && p.fuse.is_some() {
+        // Before the server, while the child mounts /dev/fuse: made later, the cgroup kept the CPU
+        // from the server's new threads (queued on this thread's CPU, where this machine's scheduler
+        // keeps them), and the child's first requests waited up to a millisecond for an answer.
+        ph.start("cgroup");
+        if let Err(e) = make_late_cgroup(cfg, p, held, &spawned) {
+            abort_child(pid);
+            return Err(fail(e, started));
+        }
+    }
     if let Some(config) = &p.fuse {
-        // First thing after Go: the child's rootfs set-up waits on the server at every step, and the
-        // overlay is prepared while the child mounts /dev/fuse.
+        // The child's rootfs set-up waits on the server at every step; the overlay is prepared while
+        // the child mounts /dev/fuse.
         ph.start("serve");
         let server = &mut held.server;
         let prepared = strata_overlayfs::PreparedOverlay::new(config);
@@ -571,17 +581,9 @@ fn start_and_wait(
             return Err(fail(e.into(), started));
         }
     }
-    if late {
+    if late && p.fuse.is_none() {
         ph.start("cgroup");
-        let made =
-            crate::cgroups::ContainerCgroup::create(&cfg.cgroup_parent, &p.id, &cfg.resources)
-                .map_err(ContainerError::from)
-                .and_then(|cg| {
-                    let cg = held.cgroup.insert(cg);
-                    spawned.send_cgroup(cg.self_join_fds()?)?;
-                    Ok(())
-                });
-        if let Err(e) = made {
+        if let Err(e) = make_late_cgroup(cfg, p, held, &spawned) {
             abort_child(pid);
             return Err(fail(e, started));
         }
@@ -663,6 +665,19 @@ fn start_and_wait(
     let status = forwarder.wait(pid).map_err(ProcessError::Wait)?;
     st.status = Status::Exited;
     Ok((status.code(), st))
+}
+
+/// Makes the cgroup of a [`process::CgroupEntry::Late`] child and sends it its `tasks` fds.
+fn make_late_cgroup(
+    cfg: &RunConfig,
+    p: &Prepared,
+    held: &mut Held,
+    spawned: &process::Spawned,
+) -> Result<(), ContainerError> {
+    let cg = crate::cgroups::ContainerCgroup::create(&cfg.cgroup_parent, &p.id, &cfg.resources)?;
+    let cg = held.cgroup.insert(cg);
+    spawned.send_cgroup(cg.self_join_fds()?)?;
+    Ok(())
 }
 
 /// Clones the container process of `p` into `cgroup` (CLONE_INTO_CGROUP on v2, self-join on v1) and,

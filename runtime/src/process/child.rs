@@ -28,8 +28,8 @@ fn setup<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Failure 
 }
 
 /// Entry point of the cloned child; returns the exit status on failure (exec never returns on success).
-/// `cpus`: strata's CPU mask, taken back at Go (the parent pinned the child until then; see
-/// `process::OtherCpu`).
+/// `cpus`: strata's CPU mask, taken back when the child joins its late cgroup (the parent pinned it
+/// until then; see `process::OtherCpu`).
 pub fn main(
     plan: &ChildPlan,
     cgroup_tasks: &[OwnedFd],
@@ -60,12 +60,14 @@ pub fn main(
 
 /// The cgroup of a [`super::CgroupEntry::Late`] child: its `tasks` fds once they arrive after Go.
 #[derive(Default)]
-struct LateCgroup {
+struct LateCgroup<'a> {
     tasks: Option<Vec<OwnedFd>>,
     joined: bool,
+    /// strata's CPU mask, given back just before the join (whose cpuset then sets the container's).
+    cpus: Option<&'a nix::sched::CpuSet>,
 }
 
-impl LateCgroup {
+impl LateCgroup<'_> {
     /// Takes a cgroup message; false for any other message.
     fn take(&mut self, msg: &mut Option<Msg>) -> bool {
         match msg.take() {
@@ -89,6 +91,10 @@ impl LateCgroup {
                 // The parent gave up (or died) before sending it: leave quietly.
                 crate::sys::exit_now(125);
             }
+        }
+        if let Some(cpus) = self.cpus {
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), cpus)
+                .map_err(setup("restoring the CPU mask"))?;
         }
         join_cgroup(plan, self.tasks.as_deref().unwrap_or_default())?;
         self.joined = true;
@@ -148,13 +154,10 @@ fn run(
             _ => crate::sys::exit_now(125),
         }
     }
-    if let Some(cpus) = cpus {
-        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), cpus)
-            .map_err(setup("restoring the CPU mask"))?;
-    }
     setsid().map_err(setup("setsid"))?;
     let mut late_cgroup = LateCgroup {
         joined: !late,
+        cpus,
         ..Default::default()
     };
     if !late {

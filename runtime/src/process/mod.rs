@@ -219,11 +219,13 @@ pub fn spawn(plan: &ChildPlan, cgroup: CgroupEntry<'_>) -> Result<Spawned, Proce
     })
 }
 
-/// Where a [`CgroupEntry::Late`] child starts: on another CPU than strata's. A new task is queued on its
-/// parent's CPU, and the parent, busy making the cgroup, kept it waiting there for most of a millisecond
-/// while the other CPU idled (`perf sched timehist`), which undid the overlap the late cgroup is for.
-/// The child is pinned to the other CPU until its Go arrives, then takes back strata's CPU mask (and
-/// joining its cpuset sets the container's own).
+/// Where a [`CgroupEntry::Late`] child runs its set-up: on another CPU than strata's. A new task is
+/// queued on its parent's CPU, and each message that woke it later pulled it back to the sender's CPU
+/// (this machine's kernel packs tasks onto few vCPUs): the parent, busy making the cgroup or serving
+/// the FUSE rootfs, kept it waiting for most of a millisecond while the other CPU idled (`perf sched
+/// timehist`), which undid the overlap the late cgroup is for. The child stays pinned to the other CPU
+/// until it joins its cgroup; just before, it takes back strata's CPU mask, and the join then sets the
+/// container's (its cpuset), as without the pin.
 struct OtherCpu {
     allowed: nix::sched::CpuSet,
     other: nix::sched::CpuSet,
