@@ -105,6 +105,12 @@ impl Store {
         // Layers hold images' setuid binaries and private files with their image owners: host users
         // must not reach them through the store (containers reach them through their mounts).
         for dir in [store.root.join("layers"), store.tmp_dir()] {
+            // Only when it differs: a chmod dirties the inode (an ext4 journal write on every run).
+            let private =
+                fs::metadata(&dir).is_ok_and(|m| m.permissions().mode() & 0o7777 == 0o700);
+            if private {
+                continue;
+            }
             if let Err(e) = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)) {
                 // A store opened read-only by a non-owner still lists and inspects images.
                 if e.kind() != std::io::ErrorKind::PermissionDenied {
@@ -458,6 +464,20 @@ fn encode_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_makes_layers_and_tmp_private_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let store = Store::open(dir.path()).unwrap();
+        let (layers, tmp) = (dir.path().join("layers"), store.tmp_dir());
+        assert_eq!((mode(&layers), mode(&tmp)), (0o700, 0o700));
+        for d in [&layers, &tmp] {
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Store::open(dir.path()).unwrap();
+        assert_eq!((mode(&layers), mode(&tmp)), (0o700, 0o700));
+    }
 
     #[test]
     fn names_get_latest_and_encode_uniquely() {
