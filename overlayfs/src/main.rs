@@ -49,7 +49,7 @@ struct Args {
 
 fn after_help() -> String {
     let mut s = String::from(
-        "Options of our own: whiteout=kernel|oci, threads=N, passthrough=on|off, fsync=0|1, timeout=SECS,\n\
+        "Options of our own: whiteout=kernel|oci, threads=N (default: one per CPU, 2 to 4), passthrough=on|off, fsync=0|1, timeout=SECS,\n\
          squash_to_root, squash_to_uid=N, squash_to_gid=N, allow_other, default_permissions, suid/nosuid,\n\
          dev/nodev, exec/noexec, ro/rw, fsname=NAME, uidmapping=/gidmapping=DISK:SHOWN:LEN[:...] (as\n\
          fuse-overlayfs), upper_uidmapping=/upper_gidmapping=DISK:SHOWN:LEN[:...] (the upper layer only).\n\nAccepted and ignored (no meaning here): ",

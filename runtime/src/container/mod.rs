@@ -280,10 +280,6 @@ fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, Containe
                 upper: Some(upper),
                 work: Some(work),
                 fsname: format!("strata-{id}"),
-                // One worker per CPU, 2 to 4: a container's root is metadata served from caches
-                // and data through passthrough, and each idle worker costs start-up time (4 on
-                // 2 CPUs were 0.15-0.3 ms slower per `strata run` than 2).
-                threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4)),
                 ..Default::default()
             });
             (merged, rootfs::Source::Premounted)
