@@ -378,8 +378,8 @@ impl Server {
     /// Unmount (when we mounted it or know where it is), end the FUSE connection and wait for the
     /// threads.
     pub fn stop(mut self) -> Result<(), ServeError> {
-        let aborted = self.end()?;
-        self.join_after(aborted)
+        self.end()?;
+        self.join()
     }
 
     /// [`Server::stop`] without waiting: once the connection is aborted the worker threads end at
@@ -391,7 +391,7 @@ impl Server {
             drop(self.session.take());
             return Ok(());
         }
-        self.join_after(false)
+        self.join()
     }
 
     /// Unmount (when we mounted it or know where it is) and abort the connection; returns whether
@@ -417,23 +417,16 @@ impl Server {
         Ok(aborted)
     }
 
-    fn join_after(self, aborted: bool) -> Result<(), ServeError> {
-        match self.join() {
-            // A worker that was inside a read when the abort came sees ECONNABORTED instead of the
-            // usual ENODEV (about 1 stop in 1000 here): the end we asked for, not a failure.
-            Err(ServeError::Session(e))
-                if aborted && e.raw_os_error() == Some(libc::ECONNABORTED) =>
-            {
-                Ok(())
-            }
-            r => r,
-        }
-    }
-
-    /// Wait until the kernel ends the session (unmount or fd closed).
+    /// Wait until the kernel ends the session (unmount, abort or fd closed).
     pub fn join(mut self) -> Result<(), ServeError> {
         match self.session.take() {
-            Some(s) => s.join().map_err(ServeError::Session),
+            Some(s) => match s.join() {
+                // A worker that was inside a read when the connection went down sees ECONNABORTED
+                // instead of the usual ENODEV: after an abort about 1 stop in 1000 here, and after a
+                // plain umount too (seen once in CI's musl pass). The session ended; not a failure.
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => Ok(()),
+                r => r.map_err(ServeError::Session),
+            },
             None => Ok(()),
         }
     }
