@@ -549,10 +549,11 @@ fn start_and_wait(
         abort_child(pid);
         return Err(fail(e.into(), started));
     }
-    if late && p.fuse.is_some() {
-        // Before the server, while the child mounts /dev/fuse: made later, the cgroup kept the CPU
-        // from the server's new threads (queued on this thread's CPU, where this machine's scheduler
-        // keeps them), and the child's first requests waited up to a millisecond for an answer.
+    if late {
+        // While the child sets up its rootfs; with a FUSE rootfs before the server, while the child
+        // mounts /dev/fuse: made after it, the cgroup kept the CPU from the server's new threads
+        // (queued on this thread's CPU, where this machine's scheduler keeps them), and the child's
+        // first requests waited up to a millisecond for an answer.
         ph.start("cgroup");
         if let Err(e) = make_late_cgroup(cfg, p, held, &spawned) {
             abort_child(pid);
@@ -575,13 +576,6 @@ fn start_and_wait(
         if let Err(e) = r {
             abort_child(pid);
             return Err(fail(e.into(), started));
-        }
-    }
-    if late && p.fuse.is_none() {
-        ph.start("cgroup");
-        if let Err(e) = make_late_cgroup(cfg, p, held, &spawned) {
-            abort_child(pid);
-            return Err(fail(e, started));
         }
     }
     // After Go: the child was waiting for it, and the state needs two /proc reads.
