@@ -194,7 +194,23 @@ pub struct Allocator;
 /// Blocks of this size or more are mapped directly.
 pub const DIRECT_MAP: usize = 256 * 1024;
 
-static SMALL: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+/// dlmalloc's heap behind std's futex mutex. dlmalloc's own `global` lock is a libc pthread mutex: on
+/// musl every alloc and free then made two calls into libc, about half of the time `strata run` spent
+/// parsing its arguments. std's lock is an inlined compare-and-swap when uncontended.
+static SMALL: std::sync::Mutex<Heap> = std::sync::Mutex::new(Heap(dlmalloc::Dlmalloc::new()));
+
+struct Heap(dlmalloc::Dlmalloc);
+
+// SAFETY: the heap's raw pointers refer to memory it owns, reached only through the mutex.
+unsafe impl Send for Heap {}
+
+/// The heap, locked. No allocator code panics while holding it, so a poisoned lock still guards a
+/// consistent heap.
+fn small() -> std::sync::MutexGuard<'static, Heap> {
+    SMALL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn direct(layout: std::alloc::Layout) -> bool {
     layout.size() >= DIRECT_MAP && layout.align() <= 4096
@@ -219,7 +235,7 @@ fn map_block(size: usize) -> *mut u8 {
     }
 }
 
-// SAFETY: small blocks are dlmalloc's (its own GlobalAlloc, behind its lock); a direct block is a whole
+// SAFETY: small blocks are dlmalloc's (behind SMALL's lock); a direct block is a whole
 // mapping of `layout.size()` bytes, and the layout given back at dealloc/realloc is the one it was
 // allocated with (GlobalAlloc's contract), so `direct()` tells both kinds apart without a header.
 unsafe impl std::alloc::GlobalAlloc for Allocator {
@@ -228,7 +244,7 @@ unsafe impl std::alloc::GlobalAlloc for Allocator {
             map_block(layout.size())
         } else {
             // SAFETY: forwarded with the caller's guarantees.
-            unsafe { SMALL.alloc(layout) }
+            unsafe { small().0.malloc(layout.size(), layout.align()) }
         }
     }
 
@@ -237,7 +253,7 @@ unsafe impl std::alloc::GlobalAlloc for Allocator {
             map_block(layout.size())
         } else {
             // SAFETY: forwarded with the caller's guarantees.
-            unsafe { SMALL.alloc_zeroed(layout) }
+            unsafe { small().0.calloc(layout.size(), layout.align()) }
         }
     }
 
@@ -247,7 +263,7 @@ unsafe impl std::alloc::GlobalAlloc for Allocator {
             unsafe { libc::munmap(ptr.cast(), layout.size()) };
         } else {
             // SAFETY: forwarded with the caller's guarantees.
-            unsafe { SMALL.dealloc(ptr, layout) }
+            unsafe { small().0.free(ptr, layout.size(), layout.align()) }
         }
     }
 
@@ -257,7 +273,11 @@ unsafe impl std::alloc::GlobalAlloc for Allocator {
             unsafe { std::alloc::Layout::from_size_align_unchecked(new_size, layout.align()) };
         match (direct(layout), direct(new)) {
             // SAFETY: forwarded with the caller's guarantees.
-            (false, false) => unsafe { SMALL.realloc(ptr, layout, new_size) },
+            (false, false) => unsafe {
+                small()
+                    .0
+                    .realloc(ptr, layout.size(), layout.align(), new_size)
+            },
             (true, true) => {
                 // SAFETY: `ptr` is a whole mapping of layout.size() bytes; the kernel may move it.
                 let p = unsafe {
