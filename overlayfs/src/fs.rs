@@ -26,6 +26,8 @@ pub struct OverlayFs {
     pub ovl: Arc<Overlay>,
     /// Request counters.
     pub stats: Arc<OpStats>,
+    /// Where the serving threads should run.
+    pub placement: Arc<crate::placement::Placement>,
 }
 
 fn e(err: nix::errno::Errno) -> Errno {
@@ -35,6 +37,12 @@ fn e(err: nix::errno::Errno) -> Errno {
 const GEN: Generation = Generation(0);
 
 impl OverlayFs {
+    /// Every request starts here: counted, and its thread moved if the server's CPUs changed.
+    fn enter(&self, op: Op) {
+        self.stats.count(op);
+        self.placement.apply();
+    }
+
     fn caller(req: &Request, umask: u32) -> Caller {
         Caller {
             uid: req.uid(),
@@ -95,7 +103,7 @@ impl Filesystem for OverlayFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.stats.count(Op::Lookup);
+        self.enter(Op::Lookup);
         let r = self
             .ovl
             .node(parent)
@@ -113,12 +121,12 @@ impl Filesystem for OverlayFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.stats.count(Op::Forget);
+        self.enter(Op::Forget);
         self.ovl.table.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<Fh>, reply: ReplyAttr) {
-        self.stats.count(Op::Getattr);
+        self.enter(Op::Getattr);
         let r = self.ovl.node(ino).and_then(|n| {
             let unlinked = n.state.read().unlinked;
             let st = match (unlinked, fh) {
@@ -151,7 +159,7 @@ impl Filesystem for OverlayFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.stats.count(Op::Setattr);
+        self.enter(Op::Setattr);
         let r = self.ovl.node(ino).and_then(|n| {
             self.ovl
                 .setattr(&n, mode, uid, gid, size, atime, mtime, fh.map(|f| f.0))
@@ -164,7 +172,7 @@ impl Filesystem for OverlayFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.stats.count(Op::Readlink);
+        self.enter(Op::Readlink);
         match self.ovl.node(ino).and_then(|n| self.ovl.readlink(&n)) {
             Ok(t) => reply.data(t.as_encoded_bytes()),
             Err(err) => reply.error(e(err)),
@@ -181,7 +189,7 @@ impl Filesystem for OverlayFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.stats.count(Op::Mknod);
+        self.enter(Op::Mknod);
         let what = if mode & libc::S_IFMT == libc::S_IFREG || mode & libc::S_IFMT == 0 {
             Make::File(mode & 0o7777)
         } else {
@@ -199,12 +207,12 @@ impl Filesystem for OverlayFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        self.stats.count(Op::Mkdir);
+        self.enter(Op::Mkdir);
         self.make(req, parent, name, Make::Dir(mode & 0o7777), umask, reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.stats.count(Op::Unlink);
+        self.enter(Op::Unlink);
         match self
             .ovl
             .node(parent)
@@ -216,7 +224,7 @@ impl Filesystem for OverlayFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.stats.count(Op::Rmdir);
+        self.enter(Op::Rmdir);
         match self
             .ovl
             .node(parent)
@@ -235,7 +243,7 @@ impl Filesystem for OverlayFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        self.stats.count(Op::Symlink);
+        self.enter(Op::Symlink);
         self.make(
             req,
             parent,
@@ -256,7 +264,7 @@ impl Filesystem for OverlayFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.stats.count(Op::Rename);
+        self.enter(Op::Rename);
         let r = self.ovl.node(parent).and_then(|p| {
             let np = self.ovl.node(newparent)?;
             self.ovl.rename(&p, name, &np, newname, flags.bits())
@@ -275,7 +283,7 @@ impl Filesystem for OverlayFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.stats.count(Op::Link);
+        self.enter(Op::Link);
         let r = self.ovl.node(ino).and_then(|n| {
             if n.is_dir() {
                 return Err(nix::errno::Errno::EPERM);
@@ -294,7 +302,7 @@ impl Filesystem for OverlayFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.stats.count(Op::Open);
+        self.enter(Op::Open);
         let r = self.ovl.node(ino).and_then(|n| {
             self.ovl
                 .open_file(&n, flags.0, None, &|fd| reply.open_backing(fd.as_fd()))
@@ -319,7 +327,7 @@ impl Filesystem for OverlayFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.stats.count(Op::Read);
+        self.enter(Op::Read);
         match self.ovl.read(fh.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(err) => reply.error(e(err)),
@@ -338,7 +346,7 @@ impl Filesystem for OverlayFs {
         _lo: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.stats.count(Op::Write);
+        self.enter(Op::Write);
         match self.ovl.write(fh.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(err) => reply.error(e(err)),
@@ -353,7 +361,7 @@ impl Filesystem for OverlayFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.stats.count(Op::Flush);
+        self.enter(Op::Flush);
         reply.ok();
     }
 
@@ -367,13 +375,13 @@ impl Filesystem for OverlayFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.stats.count(Op::Release);
+        self.enter(Op::Release);
         self.ovl.remove_handle(fh.0);
         reply.ok();
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: Fh, datasync: bool, reply: ReplyEmpty) {
-        self.stats.count(Op::Fsync);
+        self.enter(Op::Fsync);
         if !self.ovl.cfg.fsync {
             return reply.ok();
         }
@@ -392,7 +400,7 @@ impl Filesystem for OverlayFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.stats.count(Op::Opendir);
+        self.enter(Op::Opendir);
         match self.ovl.node(ino).and_then(|n| {
             let fh = self.ovl.open_dir(&n)?;
             Ok((fh, n.state.read().upper))
@@ -420,7 +428,7 @@ impl Filesystem for OverlayFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.stats.count(Op::Readdir);
+        self.enter(Op::Readdir);
         let h = match self.ovl.handle(fh.0) {
             Ok(h) => h,
             Err(err) => return reply.error(e(err)),
@@ -448,7 +456,7 @@ impl Filesystem for OverlayFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.stats.count(Op::Readdirplus);
+        self.enter(Op::Readdirplus);
         let h = match self.ovl.handle(fh.0) {
             Ok(h) => h,
             Err(err) => return reply.error(e(err)),
@@ -511,13 +519,13 @@ impl Filesystem for OverlayFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.stats.count(Op::Releasedir);
+        self.enter(Op::Releasedir);
         self.ovl.remove_handle(fh.0);
         reply.ok();
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: Fh, _datasync: bool, reply: ReplyEmpty) {
-        self.stats.count(Op::Fsync);
+        self.enter(Op::Fsync);
         let r = self.ovl.node(ino).and_then(|n| {
             if let Some(fd) = n.state.read().top_dir().map(|d| d.1.clone()) {
                 if self.ovl.cfg.fsync {
@@ -534,7 +542,7 @@ impl Filesystem for OverlayFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.stats.count(Op::Statfs);
+        self.enter(Op::Statfs);
         match self.ovl.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks(),
@@ -560,7 +568,7 @@ impl Filesystem for OverlayFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.stats.count(Op::Setxattr);
+        self.enter(Op::Setxattr);
         match self
             .ovl
             .node(ino)
@@ -572,7 +580,7 @@ impl Filesystem for OverlayFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        self.stats.count(Op::Getxattr);
+        self.enter(Op::Getxattr);
         match self.ovl.node(ino).and_then(|n| self.ovl.getxattr(&n, name)) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() <= size as usize => reply.data(&v),
@@ -582,7 +590,7 @@ impl Filesystem for OverlayFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.stats.count(Op::Listxattr);
+        self.enter(Op::Listxattr);
         match self.ovl.node(ino).and_then(|n| self.ovl.listxattr(&n)) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() <= size as usize => reply.data(&v),
@@ -592,7 +600,7 @@ impl Filesystem for OverlayFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.stats.count(Op::Removexattr);
+        self.enter(Op::Removexattr);
         match self
             .ovl
             .node(ino)
@@ -606,7 +614,7 @@ impl Filesystem for OverlayFs {
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         // Only called without default_permissions: check the mode bits against the caller
         // (supplementary groups are not known here).
-        self.stats.count(Op::Access);
+        self.enter(Op::Access);
         let r = self.ovl.node(ino).and_then(|n| {
             let a = self.ovl.attr(&n)?;
             let want = mask.bits() & 7;
@@ -652,7 +660,7 @@ impl Filesystem for OverlayFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        self.stats.count(Op::Create);
+        self.enter(Op::Create);
         let r = self.ovl.node(parent).and_then(|p| {
             let (node, attr, created) = match self.ovl.create_entry_fd(
                 &p,
@@ -714,7 +722,7 @@ impl Filesystem for OverlayFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.stats.count(Op::Fallocate);
+        self.enter(Op::Fallocate);
         let r = self.ovl.with_fd(fh.0, |fd, upper| {
             if !upper {
                 return Err(nix::errno::Errno::EBADF);
@@ -742,7 +750,7 @@ impl Filesystem for OverlayFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        self.stats.count(Op::Lseek);
+        self.enter(Op::Lseek);
         let r = self.ovl.with_fd(fh.0, |fd, _| {
             let w = match whence {
                 libc::SEEK_SET => nix::unistd::Whence::SeekSet,
@@ -773,7 +781,7 @@ impl Filesystem for OverlayFs {
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        self.stats.count(Op::CopyFileRange);
+        self.enter(Op::CopyFileRange);
         let r = self.ovl.with_fd(fh_in.0, |fin, _| {
             self.ovl.with_fd(fh_out.0, |fout, upper| {
                 if !upper {

@@ -10,6 +10,7 @@ pub mod inodes;
 pub mod layers;
 pub mod options;
 pub mod ovl;
+pub mod placement;
 pub mod server;
 pub mod stats;
 #[allow(unsafe_code)]

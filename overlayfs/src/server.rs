@@ -17,6 +17,7 @@ use crate::fs::OverlayFs;
 use crate::layers::{LayerError, LayerStack};
 use crate::options::Config;
 use crate::ovl::Overlay;
+use crate::placement::Placement;
 use crate::stats::{Counters, OpStats};
 
 /// Why a mount could not be served.
@@ -157,6 +158,7 @@ pub struct Server {
     /// superblock — and with it the fusectl number in `conn` — stays ours until `stop` aborts it.
     pin: Option<std::fs::File>,
     counters: Arc<Counters>,
+    placement: Arc<Placement>,
     ovl: Arc<Overlay>,
 }
 
@@ -200,10 +202,12 @@ fn prepare(config: &Config) -> Result<Overlay, ServeError> {
 
 fn serve(ovl: Overlay, fd: OwnedFd, mountpoint: Option<PathBuf>) -> Result<Server, ServeError> {
     let counters = Arc::new(Counters::default());
+    let placement = Arc::new(Placement::default());
     let ovl = Arc::new(ovl);
     let fs = OverlayFs {
         ovl: ovl.clone(),
         stats: counters.clone(),
+        placement: placement.clone(),
     };
     let acl = if ovl.cfg.allow_other {
         SessionACL::All
@@ -223,6 +227,7 @@ fn serve(ovl: Overlay, fd: OwnedFd, mountpoint: Option<PathBuf>) -> Result<Serve
         conn: None,
         pin: None,
         counters,
+        placement,
         ovl,
     };
     if let Some(m) = mountpoint {
@@ -363,6 +368,13 @@ impl Server {
             );
         }
         std::fs::write(dir.join(c.to_string()).join("abort"), "1").is_ok()
+    }
+
+    /// Let the serving threads run on `cpus`; each moves at its next request. They start with the CPU
+    /// mask of the thread that made the server (the runtime starts them pinned next to the container's
+    /// child while it mounts its rootfs, then spreads them).
+    pub fn set_cpus(&self, cpus: nix::sched::CpuSet) {
+        self.placement.set(cpus);
     }
 
     /// Request counts so far.

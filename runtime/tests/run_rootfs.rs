@@ -194,3 +194,70 @@ fn rm_kernel_overlay_is_volatile_and_a_kept_upper_is_not() {
     assert!(env.strata().args(["rm", &name]).status().unwrap().success());
     env.assert_nothing_left();
 }
+
+/// `Cpus_allowed_list` of a /proc status file.
+fn cpus_allowed(status: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn fuse_server_threads_serve_the_container_from_every_cpu() {
+    // strata starts its FUSE server's threads pinned next to the container's child while that mounts
+    // its rootfs (process::Spawned::serve_fuse), then spreads them over its own CPUs: each thread takes
+    // the mask back at its next request. Once the container has made requests, a thread serving them
+    // must have strata's mask, and no thread may be left with anything else than that or one CPU.
+    let env = Env::new();
+    let host = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let name = common::unique("fusecpu");
+    let out = env.run(
+        &["-d", "--fs", "fuse", "--name", &name],
+        &["/bin/sleep", "1000"],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let st = common::wait_running(&env, &name);
+    let monitor = st["monitor_pid"].as_i64().unwrap();
+    for _ in 0..3 {
+        let out = env
+            .strata()
+            .args(["exec", &name, "--", "/bin/ls", "-lR", "/bin", "/etc"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    }
+    let mut masks = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{monitor}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        // The workers; fuser-bg only waits for them.
+        if comm.starts_with("fuser-") && comm.trim() != "fuser-bg" {
+            masks.push(cpus_allowed(
+                &std::fs::read_to_string(dir.join("status")).unwrap(),
+            ));
+        }
+    }
+    assert!(
+        !masks.is_empty(),
+        "no FUSE server threads in strata {monitor}"
+    );
+    assert!(
+        masks.contains(&host),
+        "no server thread has strata's CPUs ({host}): {masks:?}"
+    );
+    assert!(
+        masks.iter().all(|m| *m == host || m.parse::<u32>().is_ok()),
+        "{masks:?}"
+    );
+    assert!(
+        env.strata()
+            .args(["rm", "-f", &name])
+            .status()
+            .unwrap()
+            .success()
+    );
+    env.assert_nothing_left();
+}

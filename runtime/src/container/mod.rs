@@ -535,6 +535,7 @@ fn start_and_wait(
         spawn_in_cgroup(p, cgroup).map_err(|e| fail(e, started))?
     };
     let pid = spawned.pid;
+    let spawn_cpus = spawned.cpus();
     if cfg.net == NetMode::Bridge {
         match crate::network::Bridge::setup(&p.id, pid.as_raw(), cfg.net_rate) {
             Ok(b) => held.bridge = Some(b),
@@ -549,20 +550,10 @@ fn start_and_wait(
         abort_child(pid);
         return Err(fail(e.into(), started));
     }
-    if late {
-        // While the child sets up its rootfs; with a FUSE rootfs before the server, while the child
-        // mounts /dev/fuse: made after it, the cgroup kept the CPU from the server's new threads
-        // (queued on this thread's CPU, where this machine's scheduler keeps them), and the child's
-        // first requests waited up to a millisecond for an answer.
-        ph.start("cgroup");
-        if let Err(e) = make_late_cgroup(cfg, p, held, &spawned) {
-            abort_child(pid);
-            return Err(fail(e, started));
-        }
-    }
-    if let Some(config) = &p.fuse {
-        // The child's rootfs set-up waits on the server at every step; the overlay is prepared while
-        // the child mounts /dev/fuse.
+    // With a FUSE rootfs this thread stays on its CPU until the cgroup is made (see serve_fuse).
+    let pinned = if let Some(config) = &p.fuse {
+        // The child's rootfs set-up waits on the server at every step, so the server comes first; the
+        // overlay is prepared while the child mounts /dev/fuse.
         ph.start("serve");
         let server = &mut held.server;
         let prepared = strata_overlayfs::PreparedOverlay::new(config);
@@ -573,11 +564,25 @@ fn start_and_wait(
             *server = Some(s);
             Ok(())
         });
-        if let Err(e) = r {
+        match r {
+            Ok(pin) => Some(pin),
+            Err(e) => {
+                abort_child(pid);
+                return Err(fail(e.into(), started));
+            }
+        }
+    } else {
+        None
+    };
+    if late {
+        // While the child sets up its rootfs (with a FUSE rootfs, served from threads next to it).
+        ph.start("cgroup");
+        if let Err(e) = make_late_cgroup(cfg, p, held, &spawned) {
             abort_child(pid);
-            return Err(fail(e.into(), started));
+            return Err(fail(e, started));
         }
     }
+    drop(pinned);
     // After Go: the child was waiting for it, and the state needs two /proc reads.
     let mut st = State {
         id: p.id.clone(),
@@ -632,6 +637,10 @@ fn start_and_wait(
     // up to milliseconds when done before its Go; and after the child's pivot_root its root is the mount.
     if let Some(s) = held.server.as_mut() {
         s.attach_mountpoint(&PathBuf::from(format!("/proc/{pid}/root")));
+        // Started next to the child for its set-up; the container's own requests may use every CPU.
+        if let Some(cpus) = spawn_cpus {
+            s.set_cpus(cpus);
+        }
     }
 
     // The state says "running" only once the command runs (a signal sent earlier could hit a pid 1

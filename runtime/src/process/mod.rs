@@ -167,6 +167,8 @@ impl ChildPlan {
 pub struct Spawned {
     pub pid: Pid,
     chan: sync::Channel,
+    /// Where a [`CgroupEntry::Late`] child was placed (None: not pinned).
+    placement: Option<OtherCpu>,
 }
 
 /// How the child gets into its cgroup.
@@ -216,6 +218,7 @@ pub fn spawn(plan: &ChildPlan, cgroup: CgroupEntry<'_>) -> Result<Spawned, Proce
     Ok(Spawned {
         pid,
         chan: parent_end,
+        placement,
     })
 }
 
@@ -226,9 +229,12 @@ pub fn spawn(plan: &ChildPlan, cgroup: CgroupEntry<'_>) -> Result<Spawned, Proce
 /// timehist`), which undid the overlap the late cgroup is for. The child stays pinned to the other CPU
 /// until it joins its cgroup; just before, it takes back strata's CPU mask, and the join then sets the
 /// container's (its cpuset), as without the pin.
+#[derive(Clone, Copy)]
 struct OtherCpu {
     allowed: nix::sched::CpuSet,
     other: nix::sched::CpuSet,
+    /// The CPU strata was on when it cloned the child.
+    here: nix::sched::CpuSet,
 }
 
 impl OtherCpu {
@@ -241,11 +247,46 @@ impl OtherCpu {
             .find(|&c| c != here && allowed.is_set(c).unwrap_or(false))?;
         let mut other = nix::sched::CpuSet::new();
         other.set(cpu).ok()?;
-        Some(OtherCpu { allowed, other })
+        let mut this = nix::sched::CpuSet::new();
+        this.set(here).ok()?;
+        Some(OtherCpu {
+            allowed,
+            other,
+            here: this,
+        })
+    }
+}
+
+/// strata's own CPU mask while it is pinned for [`Spawned::serve_fuse`]; restored when dropped.
+pub struct ParentPin {
+    cpus: Option<OtherCpu>,
+}
+
+impl ParentPin {
+    fn new(p: Option<&OtherCpu>) -> ParentPin {
+        ParentPin { cpus: p.copied() }
+    }
+
+    /// Pins this thread to `which` of the placement's masks; a hint only, like the child's pin.
+    fn set(&self, which: fn(&OtherCpu) -> &nix::sched::CpuSet) {
+        if let Some(p) = &self.cpus {
+            let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), which(p));
+        }
+    }
+}
+
+impl Drop for ParentPin {
+    fn drop(&mut self) {
+        self.set(|p| &p.allowed);
     }
 }
 
 impl Spawned {
+    /// strata's CPU mask when the child was pinned to another CPU (None: nothing was pinned).
+    pub fn cpus(&self) -> Option<nix::sched::CpuSet> {
+        self.placement.as_ref().map(|p| p.allowed)
+    }
+
     /// Writes the child's uid and gid maps (it waits in its new user namespace until released).
     pub fn write_id_maps(&self, uid_map: &str, gid_map: &str) -> Result<(), ProcessError> {
         let w = |file: &str, map: &str| {
@@ -278,14 +319,27 @@ impl Spawned {
     /// After Go, for a FUSE rootfs: waits for the /dev/fuse fd the child mounted, has `serve` serve it
     /// and lets the child go on. Done before anything else the parent has to do after Go, so the
     /// child's rootfs set-up (whose every step waits for the server) overlaps that work.
+    ///
+    /// With the child on another CPU ([`CgroupEntry::Late`]) the server's threads start on the child's
+    /// CPU (they inherit the mask of the thread that spawns them), and this thread stays on its own
+    /// until the returned pin is dropped. The child's rootfs set-up is a ping-pong of requests with
+    /// the server, while this thread goes on to make the cgroup: left to the scheduler, the new server
+    /// threads were queued behind this thread's cgroup work (this machine's kernel packs tasks onto
+    /// few CPUs) and every request of the child waited for it. The caller spreads the server's threads
+    /// over [`Spawned::cpus`] once the child has exec'd.
     pub fn serve_fuse(
         &self,
         serve: impl FnOnce(OwnedFd) -> Result<(), String>,
-    ) -> Result<(), ProcessError> {
+    ) -> Result<ParentPin, ProcessError> {
         match self.chan.recv().map_err(ProcessError::Sync)? {
             Some(sync::Msg::FuseFd(fd)) => {
-                serve(fd).map_err(|message| ProcessError::Child { code: 125, message })?;
-                self.chan.send(&sync::Msg::Go).map_err(ProcessError::Sync)
+                let pin = ParentPin::new(self.placement.as_ref());
+                pin.set(|p| &p.other);
+                let served = serve(fd);
+                pin.set(|p| &p.here);
+                served.map_err(|message| ProcessError::Child { code: 125, message })?;
+                self.chan.send(&sync::Msg::Go).map_err(ProcessError::Sync)?;
+                Ok(pin)
             }
             Some(sync::Msg::Error { code, message }) => Err(ProcessError::Child { code, message }),
             // End of file (the child died or exec'd) or a message out of order.
