@@ -177,25 +177,19 @@ fn cgroup_namespace_is_rooted_at_the_containers_cgroup() {
     assert!(host.lines().any(|l| !l.ends_with(":/")) || host.lines().count() == 1);
 }
 
-fn cpus_allowed(status: &str) -> String {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .expect("Cpus_allowed_list in /proc/self/status")
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn the_command_runs_with_stratas_cpu_mask_not_the_start_up_pin() {
     // strata runs its child's set-up pinned to another CPU than its own (process::OtherCpu) and the
     // child takes strata's mask back before it joins its cgroup: the command must see the host's
     // mask, or the one --cpuset gives it.
     let env = Env::new();
-    let host = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
-    assert_eq!(cpus_allowed(&env.sh(&[], "cat /proc/self/status")), host);
+    let host = common::cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    assert_eq!(
+        common::cpus_allowed(&env.sh(&[], "cat /proc/self/status")),
+        host
+    );
     let pinned = env.sh(&["--cpuset", "0"], "cat /proc/self/status");
-    assert_eq!(cpus_allowed(&pinned), "0");
+    assert_eq!(common::cpus_allowed(&pinned), "0");
 }
 
 #[test]

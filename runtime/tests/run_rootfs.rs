@@ -195,16 +195,6 @@ fn rm_kernel_overlay_is_volatile_and_a_kept_upper_is_not() {
     env.assert_nothing_left();
 }
 
-/// `Cpus_allowed_list` of a /proc status file.
-fn cpus_allowed(status: &str) -> String {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn fuse_server_threads_serve_the_container_from_every_cpu() {
     // strata starts its FUSE server's threads pinned next to the container's child while that mounts
@@ -212,7 +202,7 @@ fn fuse_server_threads_serve_the_container_from_every_cpu() {
     // the mask back at its next request. Once the container has made requests, a thread serving them
     // must have strata's mask, and no thread may be left with anything else than that or one CPU.
     let env = Env::new();
-    let host = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let host = common::cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
     let name = common::unique("fusecpu");
     let out = env.run(
         &["-d", "--fs", "fuse", "--name", &name],
@@ -235,7 +225,7 @@ fn fuse_server_threads_serve_the_container_from_every_cpu() {
         let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
         // The workers; fuser-bg only waits for them.
         if comm.starts_with("fuser-") && comm.trim() != "fuser-bg" {
-            masks.push(cpus_allowed(
+            masks.push(common::cpus_allowed(
                 &std::fs::read_to_string(dir.join("status")).unwrap(),
             ));
         }

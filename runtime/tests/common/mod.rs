@@ -345,3 +345,13 @@ pub fn ps_all_ids(env: &Env) -> Vec<String> {
         .map(|c| c["id"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// `Cpus_allowed_list` of a /proc status file.
+pub fn cpus_allowed(status: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list in a /proc status file")
+        .trim()
+        .to_string()
+}
