@@ -25,12 +25,21 @@ use crate::sys;
 pub const STAGE_DIR: &str = "strata-stage";
 
 impl Overlay {
-    /// The staging directory fd.
+    /// The staging directory fd, made in workdir at the first call.
     pub fn stage(&self) -> OpResult<BorrowedFd<'_>> {
-        self.stage_dir
-            .as_ref()
-            .map(|f| f.as_fd())
-            .ok_or(Errno::EROFS)
+        if let Some(fd) = self.stage_dir.get() {
+            return Ok(fd.as_fd());
+        }
+        let work = self.stack.work.as_ref().ok_or(Errno::EROFS)?;
+        match nix::sys::stat::mkdirat(work, STAGE_DIR, Mode::from_bits_truncate(0o700)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        // Another thread may have made it first: either fd names the same directory.
+        let _ = self
+            .stage_dir
+            .set(layers::open_subdir(work.as_fd(), OsStr::new(STAGE_DIR))?);
+        self.stage_dir.get().map(|f| f.as_fd()).ok_or(Errno::EIO)
     }
 
     /// A fresh temporary name in the staging directory.
@@ -343,15 +352,7 @@ pub fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr) -> OpResult<()> {
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        let names: Vec<OsString> = {
-            let dupfd = nix::unistd::dup(&sub)?;
-            let mut d = nix::dir::Dir::from_fd(dupfd)?;
-            d.iter()
-                .filter_map(|e| e.ok())
-                .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
-                .filter(|n| n != "." && n != "..")
-                .collect()
-        };
+        let names = sys::dir_names(sub.as_fd())?;
         for n in names {
             remove_tree(sub.as_fd(), &n)?;
         }

@@ -7,7 +7,6 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 
 use fuser::FileType;
-use nix::dir::{Dir, Type};
 use nix::errno::Errno;
 
 use crate::inodes::Node;
@@ -27,15 +26,17 @@ pub struct DirEntryRec {
     pub layer: usize,
 }
 
-fn kind_of(t: Option<Type>) -> Option<FileType> {
-    Some(match t? {
-        Type::Fifo => FileType::NamedPipe,
-        Type::CharacterDevice => FileType::CharDevice,
-        Type::Directory => FileType::Directory,
-        Type::BlockDevice => FileType::BlockDevice,
-        Type::File => FileType::RegularFile,
-        Type::Symlink => FileType::Symlink,
-        Type::Socket => FileType::Socket,
+/// The kind a d_type names (None: DT_UNKNOWN, or a type this crate does not know).
+fn kind_of(t: u8) -> Option<FileType> {
+    Some(match t {
+        libc::DT_FIFO => FileType::NamedPipe,
+        libc::DT_CHR => FileType::CharDevice,
+        libc::DT_DIR => FileType::Directory,
+        libc::DT_BLK => FileType::BlockDevice,
+        libc::DT_REG => FileType::RegularFile,
+        libc::DT_LNK => FileType::Symlink,
+        libc::DT_SOCK => FileType::Socket,
+        _ => return None,
     })
 }
 
@@ -61,31 +62,29 @@ pub fn merged_names(ovl: &Overlay, node: &Node) -> Result<Vec<DirEntryRec>, Errn
         let mut hidden_below: Vec<OsString> = Vec::new();
         let mut oci_markers = false;
         let lfd = layers::open_for_listing(fd.as_ref())?;
-        let mut dir = Dir::from_fd(lfd)?;
-        for ent in dir.iter() {
-            let ent = ent?;
-            let name = OsStr::from_bytes(ent.file_name().to_bytes());
+        crate::sys::for_each_dirent(lfd.as_fd(), |ent| {
+            let name = ent.name;
             let bytes = name.as_bytes();
             if bytes == b"." || bytes == b".." {
-                continue;
+                return Ok(true);
             }
             if let Some(rest) = bytes.strip_prefix(WH_PREFIX) {
                 oci_markers = true;
                 if name != OsStr::new(WH_OPAQUE) {
                     hidden_below.push(OsStr::from_bytes(rest).to_owned());
                 }
-                continue;
+                return Ok(true);
             }
             if seen.contains(name) {
-                continue;
+                return Ok(true);
             }
-            let mut kind = kind_of(ent.file_type());
-            let mut ino = ent.ino();
+            let mut kind = kind_of(ent.kind);
+            let mut ino = ent.ino;
             if kind.is_none() || kind == Some(FileType::CharDevice) {
                 let st = layers::lstat_at(fd.as_fd(), name)?;
                 if layers::is_chardev_whiteout(&st) {
                     hidden_below.push(name.to_owned());
-                    continue;
+                    return Ok(true);
                 }
                 kind = Some(kind_of_mode(st.st_mode));
                 ino = st.st_ino;
@@ -101,7 +100,8 @@ pub fn merged_names(ovl: &Overlay, node: &Node) -> Result<Vec<DirEntryRec>, Errn
                 ino: st_ino,
                 layer: *layer,
             });
-        }
+            Ok::<_, Errno>(true)
+        })?;
         seen.extend(hidden_below);
         // The listing tells, for free, whether lookups here must probe `.wh.NAME`.
         if *layer < 64 && !ovl.stack.is_upper(*layer) {

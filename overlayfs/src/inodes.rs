@@ -80,6 +80,8 @@ pub struct Node {
     pub oci_checked: AtomicU64,
     /// ...and holds no `.wh.*` name, so lookups skip the OCI whiteout probe there.
     pub oci_free: AtomicU64,
+    /// Directories: lookups probed here so far (a layer's copy is scanned once there were enough).
+    pub probes: std::sync::atomic::AtomicU32,
     /// The file's data may have changed since it was copied up (a writing open or a truncate), so
     /// its lower copy no longer has the same data.
     pub data_changed: AtomicBool,
@@ -100,6 +102,7 @@ impl Node {
             copyup_lock: Mutex::new(()),
             oci_checked: AtomicU64::new(0),
             oci_free: AtomicU64::new(0),
+            probes: std::sync::atomic::AtomicU32::new(0),
             data_changed: AtomicBool::new(false),
             caps_unset: AtomicBool::new(false),
         }

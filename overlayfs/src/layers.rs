@@ -221,13 +221,12 @@ pub fn probe(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<Probe> {
 /// Whether directory `dir` holds any `.wh.*` name (OCI whiteouts or opaque marker).
 pub fn has_oci_markers(dir: &impl AsFd) -> nix::Result<bool> {
     let fd = open_for_listing(dir)?;
-    let mut d = nix::dir::Dir::from_fd(fd)?;
-    for e in d.iter() {
-        if e?.file_name().to_bytes().starts_with(WH_PREFIX) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    let mut found = false;
+    sys::for_each_dirent(fd.as_fd(), |e| {
+        found = e.name.as_bytes().starts_with(WH_PREFIX);
+        Ok::<_, Errno>(!found)
+    })?;
+    Ok(found)
 }
 
 /// Like [`probe`]; `check_oci` = false skips looking for `.wh.NAME` (known absent).

@@ -1,6 +1,6 @@
 //! strata-overlayfs: fuse-overlayfs compatible command line (also usable as a mount helper).
 
-use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -93,46 +93,37 @@ fn run() -> anyhow::Result<()> {
         server.join()?;
         return Ok(());
     }
-    let (r, w) = nix::unistd::pipe()?;
-    match sys::fork()? {
-        sys::Forked::Parent(_) => {
-            drop(w);
-            let mut msg = String::new();
-            std::fs::File::from(r).read_to_string(&mut msg)?;
-            if msg == "ok" {
-                Ok(())
-            } else if msg.is_empty() {
-                bail!("the server exited before the mount was ready")
-            } else {
-                bail!("{msg}")
-            }
-        }
-        sys::Forked::Child => {
-            drop(r);
+    // Mount before forking: every error up to a working mount reaches the caller's terminal, and
+    // the caller goes on as soon as the mount exists (requests wait in the kernel until the child
+    // serves them; fuse-overlayfs's libfuse likewise returns before its session answers INIT).
+    let unserved = ovl.mount_unserved(&mnt)?;
+    // The server keeps no stdio; switching it before the fork lets the caller's pipes (if it reads
+    // our output) end when this process exits, however late the child is scheduled.
+    let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+    match sys::fork() {
+        Ok(sys::Forked::Parent(_)) => Ok(()),
+        Ok(sys::Forked::Child) => {
+            drop(stderr);
             let _ = nix::unistd::setsid();
-            let mut w = std::fs::File::from(w);
-            match ovl.mount(&mnt) {
-                Ok(server) => {
-                    let _ = std::env::set_current_dir("/");
-                    if let Ok(null) = std::fs::OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .open("/dev/null")
-                    {
-                        let _ = nix::unistd::dup2_stdin(&null);
-                        let _ = nix::unistd::dup2_stdout(&null);
-                        let _ = nix::unistd::dup2_stderr(&null);
-                    }
-                    let _ = w.write_all(b"ok");
-                    drop(w);
-                    server.join()?;
-                    Ok(())
-                }
-                Err(e) => {
-                    let _ = w.write_all(e.to_string().as_bytes());
-                    std::process::exit(1);
-                }
-            }
+            let _ = std::env::set_current_dir("/");
+            // Failing here (no thread could start) unmounts: the caller then sees no mount.
+            unserved.serve()?.join()?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = nix::unistd::dup2_stderr(&stderr);
+            drop(unserved);
+            let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
+            Err(e).context("cannot fork the server process")
         }
     }
 }

@@ -73,6 +73,9 @@ pub enum Handle {
 }
 
 const HSHARDS: usize = 16;
+/// Lookups probed in a directory before its layer copies are scanned for `.wh.*` names (see
+/// [`Overlay::probe_in`]).
+const SCAN_AFTER_PROBES: u32 = 8;
 
 /// The state of one mount.
 #[derive(Debug)]
@@ -91,12 +94,13 @@ pub struct Overlay {
     pub backings: Mutex<HashMap<u64, (std::sync::Weak<BackingId>, bool)>>,
     /// Counter for staging names in the work directory.
     pub stage_counter: AtomicU64,
-    /// Our staging directory inside workdir.
-    pub stage_dir: Option<OwnedFd>,
+    /// Our staging directory inside workdir, once it exists (see [`Overlay::stage`]).
+    pub stage_dir: std::sync::OnceLock<OwnedFd>,
     /// Our euid and egid (owners of what we create).
     pub ids: (u32, u32),
-    /// This process's umask (applied by the kernel to what we create).
-    pub proc_umask: u32,
+    /// This process's umask (applied by the kernel to what we create), read at first need: it
+    /// costs a /proc read that a read-only mount never needs.
+    proc_umask: std::sync::OnceLock<u32>,
 }
 
 /// The process umask, read without changing it.
@@ -112,6 +116,11 @@ fn process_umask() -> u32 {
 }
 
 impl Overlay {
+    /// This process's umask (we never change it, so reading it once is enough).
+    pub fn proc_umask(&self) -> u32 {
+        *self.proc_umask.get_or_init(process_umask)
+    }
+
     /// Build the overlay over opened layers (inserts the root node).
     pub fn new(cfg: Config, stack: LayerStack, stage_dir: Option<OwnedFd>) -> OpResult<Overlay> {
         let table = InodeTable::new();
@@ -152,18 +161,18 @@ impl Overlay {
             passthrough: AtomicBool::new(false),
             backings: Mutex::new(HashMap::new()),
             stage_counter: AtomicU64::new(0),
-            stage_dir,
+            stage_dir: stage_dir.map(std::sync::OnceLock::from).unwrap_or_default(),
             ids: (
                 nix::unistd::geteuid().as_raw(),
                 nix::unistd::getegid().as_raw(),
             ),
-            proc_umask: process_umask(),
+            proc_umask: std::sync::OnceLock::new(),
         })
     }
 
     /// Whether changes are allowed.
     pub fn writable(&self) -> bool {
-        self.stack.has_upper && self.stage_dir.is_some()
+        self.stack.has_upper && self.stack.work.is_some()
     }
 
     /// The node `ino` or ESTALE.
@@ -433,16 +442,19 @@ impl Overlay {
                         if !is_dir {
                             break;
                         }
+                        // Whether the copy above is opaque matters only now that a layer below
+                        // has the directory too (most directories live in one layer).
+                        if subdirs
+                            .last()
+                            .is_some_and(|(_, d)| layers::is_opaque(d.as_fd()))
+                        {
+                            break;
+                        }
                         if lower.is_none() {
                             lower = Some((*layer, st.st_nlink));
                         }
                     }
-                    let sub = Arc::new(layers::open_subdir(fd.as_fd(), name)?);
-                    let opaque = layers::is_opaque(sub.as_fd());
-                    subdirs.push((*layer, sub));
-                    if opaque {
-                        break;
-                    }
+                    subdirs.push((*layer, Arc::new(layers::open_subdir(fd.as_fd(), name)?)));
                 }
             }
         }
@@ -600,7 +612,12 @@ impl Overlay {
         let mut check = true;
         if cacheable {
             let bit = 1u64 << layer;
-            if dir.oci_checked.load(Ordering::Relaxed) & bit == 0 {
+            // A scan (open, getdents64 until the end, close) costs about as much as a few
+            // `.wh.NAME` probes: only scan once lookups here repay it. The first lookups after a
+            // mount (a path walk: one name per directory) then take one probe each.
+            if dir.oci_checked.load(Ordering::Relaxed) & bit == 0
+                && dir.probes.fetch_add(1, Ordering::Relaxed) >= SCAN_AFTER_PROBES
+            {
                 if let Ok(has) = layers::has_oci_markers(fd) {
                     if !has {
                         dir.oci_free.fetch_or(bit, Ordering::Relaxed);

@@ -305,6 +305,93 @@ unsafe impl std::alloc::GlobalAlloc for Allocator {
     }
 }
 
+/// One entry of a directory listing, borrowed from the read buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct RawDirent<'a> {
+    /// d_ino.
+    pub ino: u64,
+    /// d_type (`libc::DT_*`; `DT_UNKNOWN` when the file system does not tell).
+    pub kind: u8,
+    /// The name, "." and ".." included.
+    pub name: &'a OsStr,
+}
+
+/// Listing buffer size: 32 KiB holds ~1,000 entries of short names, so most directories take one
+/// getdents64 and its end-of-directory call (libc's readdir reads 2 KiB at a time, and musl's opendir
+/// maps and unmaps its buffer for every directory).
+const DIRENT_BUF: usize = 32 << 10;
+
+thread_local! {
+    /// Each thread's listing buffer, taken while a listing runs (a nested listing makes its own).
+    static DIRENT_SPARE: std::cell::Cell<Option<Box<[u8]>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Call `f` with every entry of the directory `dir` (opened for reading, at its start), in the
+/// order the file system returns them. `f` returns `Ok(false)` to stop early.
+pub fn for_each_dirent<E: From<nix::errno::Errno>>(
+    dir: BorrowedFd<'_>,
+    mut f: impl FnMut(RawDirent<'_>) -> Result<bool, E>,
+) -> Result<(), E> {
+    let mut buf = DIRENT_SPARE
+        .take()
+        .unwrap_or_else(|| vec![0u8; DIRENT_BUF].into_boxed_slice());
+    let res = (|| loop {
+        // SAFETY: getdents64 writes at most buf.len() bytes into buf, which we own; the fd is
+        // borrowed and open.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir.as_raw_fd(),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        if rc < 0 {
+            return Err(E::from(nix::errno::Errno::last()));
+        }
+        let filled = &buf[..rc as usize];
+        if filled.is_empty() {
+            return Ok(());
+        }
+        let mut pos = 0;
+        // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+        while pos + 19 <= filled.len() {
+            let rec = &filled[pos..];
+            let reclen = usize::from(u16::from_ne_bytes([rec[16], rec[17]]));
+            if reclen < 19 || reclen > rec.len() {
+                return Err(E::from(nix::errno::Errno::EIO));
+            }
+            let raw = &rec[19..reclen];
+            let name = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+            let mut ino = [0u8; 8];
+            ino.copy_from_slice(&rec[..8]);
+            let ent = RawDirent {
+                ino: u64::from_ne_bytes(ino),
+                kind: rec[18],
+                name: OsStr::from_bytes(name),
+            };
+            if !f(ent)? {
+                return Ok(());
+            }
+            pos += reclen;
+        }
+    })();
+    DIRENT_SPARE.set(Some(buf));
+    res
+}
+
+/// The names in directory `dir` (opened for reading, at its start), without "." and "..".
+pub fn dir_names(dir: BorrowedFd<'_>) -> nix::Result<Vec<std::ffi::OsString>> {
+    let mut names = Vec::new();
+    for_each_dirent(dir, |e| {
+        if e.name != "." && e.name != ".." {
+            names.push(e.name.to_owned());
+        }
+        Ok::<_, nix::errno::Errno>(true)
+    })?;
+    Ok(names)
+}
+
 /// The device number (major, minor) of the file system `file` is on, from the superblock only:
 /// statx with AT_STATX_DONT_SYNC and an empty mask sends no request to a FUSE server (an fstat asks it
 /// for the attributes, and on a fresh mount first waits for its INIT reply).
@@ -393,5 +480,65 @@ mod tests {
             check(p, l.size());
             Allocator.dealloc(p, l);
         }
+    }
+
+    /// Names of a directory made with `n` files of long names (so a listing takes several reads).
+    fn big_dir(n: usize) -> (tempfile::TempDir, Vec<std::ffi::OsString>) {
+        let t = tempfile::tempdir().unwrap();
+        let mut want = Vec::new();
+        for i in 0..n {
+            let name = format!("entry-{i:05}-{}", "x".repeat(60));
+            std::fs::write(t.path().join(&name), b"").unwrap();
+            want.push(std::ffi::OsString::from(name));
+        }
+        want.sort();
+        (t, want)
+    }
+
+    #[test]
+    fn dir_names_lists_every_entry_of_a_directory_bigger_than_the_buffer() {
+        let (t, want) = big_dir(2000);
+        let dir = std::fs::File::open(t.path()).unwrap();
+        let mut got = super::dir_names(std::os::fd::AsFd::as_fd(&dir)).unwrap();
+        got.sort();
+        assert_eq!(got.len(), want.len());
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn nested_listings_and_early_stop_each_see_their_own_entries() {
+        let (outer, outer_names) = big_dir(700);
+        let (inner, inner_names) = big_dir(300);
+        let od = std::fs::File::open(outer.path()).unwrap();
+        let mut seen = 0usize;
+        let mut nested_ok = false;
+        super::for_each_dirent(std::os::fd::AsFd::as_fd(&od), |e| {
+            if e.name == "." || e.name == ".." {
+                return Ok(true);
+            }
+            assert!(outer_names.iter().any(|n| n.as_os_str() == e.name));
+            seen += 1;
+            if seen == 10 {
+                // A listing inside a listing must not clobber the outer one's buffer.
+                let id = std::fs::File::open(inner.path()).unwrap();
+                let mut names = super::dir_names(std::os::fd::AsFd::as_fd(&id))?;
+                names.sort();
+                nested_ok = names == inner_names;
+            }
+            Ok::<_, nix::errno::Errno>(seen < 500)
+        })
+        .unwrap();
+        assert_eq!(seen, 500, "stopped early at the callback's request");
+        assert!(nested_ok, "the nested listing saw its own directory");
+    }
+
+    #[test]
+    fn listing_a_file_fails_with_enotdir() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let fd = std::fs::File::open(f.path()).unwrap();
+        assert_eq!(
+            super::dir_names(std::os::fd::AsFd::as_fd(&fd)),
+            Err(nix::errno::Errno::ENOTDIR)
+        );
     }
 }

@@ -128,7 +128,7 @@ impl Overlay {
             // chown dropped setuid/setgid, and our own process umask may have cut bits the
             // caller asked for: set the exact mode then.
             let special = m & (libc::S_ISUID | libc::S_ISGID | libc::S_ISVTX) != 0;
-            if (need_chown && special) || m & self.proc_umask != 0 {
+            if (need_chown && special) || m & self.proc_umask() != 0 {
                 nix::sys::stat::fchmodat(
                     dir,
                     name,
