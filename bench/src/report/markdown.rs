@@ -10,7 +10,8 @@ use crate::cases::Family;
 use crate::stats::{DecisionRule, RESAMPLES, SEED};
 
 const GENERAL_METHOD: &str = "Every group's subjects run interleaved, round by round (A B C A B C …), so drift \
-    hits all alike; the first rounds are warm-up and are not counted; every other sample is kept (samples.csv, \
+    hits all alike; before each group the suite calls sync(2), untimed, so dirty data an earlier group left is not \
+    written back during its samples; the first rounds are warm-up and are not counted; every other sample is kept (samples.csv, \
     results.json). Statistics per subject: median, p90, p99 (linear interpolation between closest ranks), min, max, \
     mean, sample standard deviation, and a 95% bootstrap CI of the median (percentile method). Outliers lie outside \
     the Tukey fences (1.5 IQR beyond the quartiles); they are flagged and counted, never dropped. Ratios are \
