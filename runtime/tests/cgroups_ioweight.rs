@@ -52,9 +52,10 @@ fn io_weight_is_refused_without_bfq(parent: &TestParent) {
         err.contains("io-weight") && err.contains("BFQ"),
         "the refusal names neither the flag nor BFQ: {err}"
     );
-    let left: Vec<_> = cgroups_support::cgroup_mounts()
+    let left: Vec<_> = parent
+        .leftovers()
         .into_iter()
-        .map(|m| m.join(&parent.name).join("weighted"))
+        .map(|dir| dir.join("weighted"))
         .filter(|p| p.exists())
         .collect();
     assert!(
