@@ -11,16 +11,14 @@ use cgroups_rs::fs::cpu::CpuController;
 use cgroups_rs::fs::cpuacct::CpuAcctController;
 use cgroups_rs::fs::cpuset::CpuSetController;
 use cgroups_rs::fs::freezer::FreezerController;
-use cgroups_rs::fs::hierarchies::{self, V1};
 use cgroups_rs::fs::memory::MemController;
 use cgroups_rs::fs::pid::PidController;
-use cgroups_rs::fs::{
-    Cgroup, ControllIdentifier, Controller, Controllers, Hierarchy, MaxValue, Subsystem,
-};
+use cgroups_rs::fs::{Cgroup, ControllIdentifier, Controller, MaxValue, Subsystem};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::format::{self, CPU_PERIOD_US};
+use super::v1_mounts;
 use super::{CgroupError, CgroupStats, Resources, Result, read_opt, wait_until};
 
 const KILL_DEADLINE: Duration = Duration::from_secs(10);
@@ -31,7 +29,7 @@ pub struct V1Cgroup {
 
 /// Names of the mounted v1 controllers (for `strata info`).
 pub fn mounted_controllers() -> Vec<String> {
-    let mut v: Vec<String> = V1::new()
+    let mut v: Vec<String> = v1_mounts::discover()
         .subsystems()
         .iter()
         .map(|s| s.controller_name())
@@ -45,11 +43,11 @@ pub fn mounted_controllers() -> Vec<String> {
 /// A directory whose subdirectories are the container cgroups under `parent` (pids hierarchy,
 /// else memory, else cpu).
 pub fn reference_dir(parent: &str) -> PathBuf {
-    let v1 = V1::new();
-    [Controllers::Pids, Controllers::Mem, Controllers::Cpu]
+    let v1 = v1_mounts::discover();
+    ["pids", "memory", "cpu"]
         .into_iter()
-        .find_map(|c| v1.get_mount_point(c))
-        .map(|(point, _root)| point.join(parent))
+        .find_map(|c| v1_mounts::mount_point(v1.as_ref(), c))
+        .map(|point| point.join(parent))
         .unwrap_or_else(|| Path::new(super::CGROUP_ROOT).join("pids").join(parent))
 }
 
@@ -75,6 +73,32 @@ fn enable_io_accounting(blkio_dir: &Path) {
         }
         if let Some(dev) = read_opt(&disk.path().join("dev")) {
             let _ = std::fs::write(&file, format!("{} 0", dev.trim()));
+        }
+    }
+}
+
+/// Makes the parent of `cg` in every hierarchy, the first time a container is made under it:
+/// - cpuset: `cgroup.clone_children`, so each container's cpuset starts with the parent's CPUs and memory
+///   nodes (without it a new cpuset is empty, and cgroups-rs reads both files of the parent and writes
+///   them into the child: a dozen syscalls more on every start);
+/// - blkio: IO accounting on the host's disks (see [`enable_io_accounting`]; it is set up per disk
+///   queue, so once serves every container, and the containers' own throttle rules stay untouched).
+///
+/// Best effort: a failure here costs speed or IO figures only; creating the container reports errors.
+fn make_parent(cg: &Cgroup) {
+    for s in cg.subsystems() {
+        let Some(parent) = s.to_controller().path().parent() else {
+            continue;
+        };
+        if std::fs::create_dir_all(parent).is_err() {
+            continue;
+        }
+        match s {
+            Subsystem::CpuSet(_) => {
+                let _ = std::fs::write(parent.join("cgroup.clone_children"), "1");
+            }
+            Subsystem::BlkIo(_) => enable_io_accounting(parent),
+            _ => {}
         }
     }
 }
@@ -151,17 +175,24 @@ impl V1Cgroup {
         let throttles = format::resolve_throttles(res)?;
         // In every hierarchy, also those without a limit: the container's cgroup namespace and its
         // /sys/fs/cgroup then show its own group everywhere, never the host's root.
-        let cg = Cgroup::load(hierarchies::auto(), rel);
+        let cg = Cgroup::load(v1_mounts::discover(), rel);
         // One stat instead of one per hierarchy (this is on every container start); a group left
         // half-created by a crash is reused, which is harmless.
         let first = cg
             .subsystems()
             .first()
             .map(|s| s.to_controller().path().to_path_buf());
-        if first.is_some_and(|p| p.exists()) {
+        if first.as_ref().is_some_and(|p| p.exists()) {
             return Err(CgroupError::AlreadyExists {
                 path: rel.to_string(),
             });
+        }
+        if first
+            .as_ref()
+            .and_then(|p| p.parent())
+            .is_some_and(|p| !p.exists())
+        {
+            make_parent(&cg);
         }
         let me = V1Cgroup { cg };
         if let Err(e) = me.cg.create() {
@@ -177,10 +208,11 @@ impl V1Cgroup {
 
     /// Opens the group in the hierarchies where it exists (which depend on the limits it was made with).
     pub fn open(rel: &str) -> Result<V1Cgroup> {
-        let present: Vec<String> = Cgroup::load(hierarchies::auto(), rel)
+        let hierarchies = v1_mounts::discover();
+        let present: Vec<String> = hierarchies
             .subsystems()
             .iter()
-            .filter(|s| s.to_controller().path().is_dir())
+            .filter(|s| s.to_controller().path().join(rel).is_dir())
             .map(|s| s.controller_name())
             .collect();
         if present.is_empty() {
@@ -188,7 +220,7 @@ impl V1Cgroup {
                 path: rel.to_string(),
             });
         }
-        let cg = Cgroup::load_with_specified_controllers(hierarchies::auto(), rel, present);
+        let cg = Cgroup::load_with_specified_controllers(hierarchies, rel, present);
         Ok(V1Cgroup { cg })
     }
 
@@ -249,10 +281,6 @@ impl V1Cgroup {
             };
             pids.set_pid_max(v)
                 .map_err(|e| rejected("pids", "pids.max", p, e))?;
-        }
-        // Before the throttles: its no-limit rules would remove a limit written earlier.
-        if let Some(blk) = self.cg.controller_of::<BlkIoController>() {
-            enable_io_accounting(blk.path());
         }
         if res.io_weight.is_some() || !throttles.is_empty() {
             let blk: &BlkIoController = self.controller("io-weight")?;
