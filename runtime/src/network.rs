@@ -62,6 +62,17 @@ pub fn loopback_up() -> Result<()> {
     crate::sys::set_interface_up("lo").map_err(NetworkError::Loopback)
 }
 
+/// Brings `lo` up in the network namespace of process `pid`, from outside it (the calling thread
+/// returns to its own namespace).
+pub fn loopback_up_in(pid: i32) -> Result<()> {
+    use std::os::fd::AsFd;
+    let open = |p: String| std::fs::File::open(p).map_err(NetworkError::Loopback);
+    let own = open("/proc/thread-self/ns/net".to_string())?;
+    let target = open(format!("/proc/{pid}/ns/net"))?;
+    crate::sys::set_interface_up_in(target.as_fd(), own.as_fd(), "lo")
+        .map_err(NetworkError::Loopback)
+}
+
 /// True if interface `name` is up in the calling thread's network namespace.
 pub fn interface_is_up(name: &str) -> io::Result<bool> {
     Ok(crate::sys::interface_flags(name)? & libc::IFF_UP != 0)

@@ -277,8 +277,26 @@ pub fn interface_flags(name: &str) -> std::io::Result<i32> {
 
 /// Sets IFF_UP on interface `name` in the calling thread's network namespace (no process spawned).
 pub fn set_interface_up(name: &str) -> std::io::Result<()> {
+    set_interface_up_via(&ioctl_socket()?, name)
+}
+
+/// Sets IFF_UP on interface `name` in the network namespace `netns` (an open /proc/PID/ns/net): the
+/// thread enters it just long enough to make a socket there (an interface ioctl acts in the socket's
+/// namespace), then returns to `own` (its own, opened by the caller).
+pub fn set_interface_up_in(
+    netns: std::os::fd::BorrowedFd<'_>,
+    own: std::os::fd::BorrowedFd<'_>,
+    name: &str,
+) -> std::io::Result<()> {
+    use nix::sched::{CloneFlags, setns};
+    setns(netns, CloneFlags::CLONE_NEWNET)?;
+    let sock = ioctl_socket();
+    setns(own, CloneFlags::CLONE_NEWNET)?;
+    set_interface_up_via(&sock?, name)
+}
+
+fn set_interface_up_via(sock: &std::os::fd::OwnedFd, name: &str) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let sock = ioctl_socket()?;
     let mut req = ifreq_for(name)?;
     // SAFETY: as above.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } < 0 {

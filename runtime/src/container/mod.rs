@@ -666,7 +666,9 @@ fn start_and_wait(
     Ok((status.code(), st))
 }
 
-/// Makes the cgroup of a [`process::CgroupEntry::Late`] child and sends it its `tasks` fds.
+/// Makes the cgroup of a [`process::CgroupEntry::Late`] child and sends it its `tasks` fds. Before that
+/// (the child waits for the fds before it goes on to exec) it brings up the child's loopback: this
+/// process has time to spare while the child sets up its rootfs, the child has none.
 fn make_late_cgroup(
     cfg: &RunConfig,
     p: &Prepared,
@@ -675,6 +677,9 @@ fn make_late_cgroup(
 ) -> Result<(), ContainerError> {
     let cg = crate::cgroups::ContainerCgroup::create(&cfg.cgroup_parent, &p.id, &cfg.resources)?;
     let cg = held.cgroup.insert(cg);
+    if p.plan.loopback {
+        crate::network::loopback_up_in(spawned.pid.as_raw())?;
+    }
     spawned.send_cgroup(cg.self_join_fds()?)?;
     Ok(())
 }

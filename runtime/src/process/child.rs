@@ -207,7 +207,8 @@ fn run(
     if let Some(h) = &plan.hostname {
         sethostname(h).map_err(setup("setting the hostname"))?;
     }
-    if plan.loopback {
+    // A late-cgroup child's loopback is brought up by strata, which has time to spare then.
+    if plan.loopback && !late {
         crate::network::loopback_up().map_err(setup("bringing up loopback"))?;
     }
     if let Some(rootfs) = &plan.rootfs {
