@@ -267,3 +267,67 @@ fn detection_matches_the_mounts() {
         assert!(ctrl.iter().any(|x| x == c), "{c} missing from {ctrl:?}");
     }
 }
+
+/// "MAJ:MIN" of the first whole disk of the host that is not a virtual block device.
+fn a_real_disk() -> String {
+    std::fs::read_dir("/sys/block")
+        .expect("/sys/block")
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            !["loop", "ram", "zram", "nbd", "sr", "fd"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
+        .find_map(|e| std::fs::read_to_string(e.path().join("dev")).ok())
+        .map(|d| d.trim().to_string())
+        .expect("this test needs a disk in /sys/block other than loop/ram/zram/nbd devices")
+}
+
+#[test]
+fn a_new_parent_clones_its_cpuset_and_update_keeps_the_io_throttles() {
+    let parent = TestParent::new();
+    let disk = a_real_disk();
+    // A rate no test IO comes near, on the host's own disk.
+    let rate: u64 = 1 << 40;
+    let res = Resources {
+        device_write_bps: vec![(disk.clone(), rate)],
+        ..Default::default()
+    };
+    let cg = ContainerCgroup::create(&parent.name, "io", &res).unwrap();
+    // Changing another limit leaves the container's own throttle rule in place.
+    cg.update(&Resources {
+        memory: Some(64 << 20),
+        ..Default::default()
+    })
+    .unwrap();
+    let v2 = cgroups::detect() == cgroups::CgroupMode::V2;
+    let (file, want) = if v2 {
+        ("io.max", format!("{disk} rbps=max wbps={rate}"))
+    } else {
+        ("blkio.throttle.write_bps_device", format!("{disk} {rate}"))
+    };
+    let rules: String = cgroups_support::cgroup_mounts()
+        .iter()
+        .map(|m| m.join(&parent.name).join("io").join(file))
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .collect();
+    assert!(rules.contains(&want), "{file} after update: {rules:?}");
+    if !v2 {
+        // The parent strata made hands its CPUs and memory nodes to each new container cpuset.
+        let cpuset = cgroups_support::cgroup_mounts()
+            .into_iter()
+            .find(|m| m.join("cpuset.cpus").exists() && m.join(&parent.name).exists())
+            .expect("a cpuset hierarchy holding the parent");
+        let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap().trim().to_string();
+        assert_eq!(
+            read(cpuset.join(&parent.name).join("cgroup.clone_children")),
+            "1"
+        );
+        let cpus = read(cpuset.join(&parent.name).join("io").join("cpuset.cpus"));
+        assert!(!cpus.is_empty());
+        assert_eq!(cpus, read(cpuset.join("cpuset.cpus")));
+    }
+    cg.remove().unwrap();
+    parent.finish();
+}
