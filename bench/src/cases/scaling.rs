@@ -209,6 +209,10 @@ impl Drop for MountNs {
 }
 
 fn mount_ns(n: usize) -> CaseResult<MountNs> {
+    // The namespace is a copy of the host's: the subjects' shared rootfs (a kernel overlay the first
+    // case to need it mounts) must be mounted before it, or the copy lacks it (`--only scaling/mounts`
+    // failed its first group that way).
+    subjects::busybox_rootfs()?;
     let dir = std::env::temp_dir().join(unique_name("mounts"));
     let points: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("m{i}"))).collect();
     for p in &points {
