@@ -453,6 +453,12 @@ pub fn strata(
 /// mount a slave of the host's, cgroup2 at /sys/fs/cgroup/unified unmounted on hybrid hosts, and a tmpfs on
 /// each of `extra_mounts`.
 pub fn crun_mount_ns(extra_mounts: &[PathBuf]) -> CaseResult<NsHolder> {
+    // The namespace is a copy of the host's, and on a host whose mounts are private nothing mounted
+    // later reaches it: the shared rootfs and the state-dir tmpfs (each mounted by the first case that
+    // needs it) must exist first. Run alone, crun kept its state on the disk beneath the tmpfs, and
+    // scaling/mounts' first group failed without the rootfs.
+    busybox_rootfs()?;
+    run_dir()?;
     let mut setup = HolderSetup {
         make_rslave: true,
         ..Default::default()

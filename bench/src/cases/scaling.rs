@@ -209,12 +209,6 @@ impl Drop for MountNs {
 }
 
 fn mount_ns(n: usize) -> CaseResult<MountNs> {
-    // The namespace is a copy of the host's (this host's mounts are private, so nothing mounted later
-    // reaches it): the subjects' shared rootfs and the tmpfs of their state dirs, each mounted by the
-    // first case to need it, must exist before. Run alone (`--only scaling/mounts`), the first group
-    // failed without the rootfs, and strata kept its state on the disk beneath the missing tmpfs.
-    subjects::busybox_rootfs()?;
-    subjects::run_dir()?;
     let dir = std::env::temp_dir().join(unique_name("mounts"));
     let points: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("m{i}"))).collect();
     for p in &points {
