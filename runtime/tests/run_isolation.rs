@@ -413,3 +413,104 @@ fn sys_fs_cgroup_is_the_containers_own_cgroup_read_only() {
     }
     env.assert_nothing_left();
 }
+
+/// A cgroup2 directory of this test's own under the hybrid host's unified mount, removed on drop.
+struct UnifiedTestCgroup(std::path::PathBuf);
+
+impl Drop for UnifiedTestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn sharing_the_hosts_cgroup_namespace_binds_the_containers_cgroups() {
+    use strata_runtime::cgroups::{CgroupMode, detect};
+    let env = Env::new();
+    let mode = detect();
+    // On a hybrid host strata makes no unified cgroup: the container keeps the one strata runs in, here
+    // this test's own, and /sys/fs/cgroup/unified must show that one. A fresh cgroup2 mount from the
+    // host's cgroup namespace would show the host's root instead (and re-apply its mount options
+    // host-wide).
+    let unified = (mode == CgroupMode::Hybrid).then(|| {
+        let dir =
+            std::path::Path::new("/sys/fs/cgroup/unified").join(common::unique("strata-test"));
+        std::fs::create_dir(&dir).expect("a test cgroup under /sys/fs/cgroup/unified");
+        UnifiedTestCgroup(dir)
+    });
+    let limit_file = if mode == CgroupMode::V2 {
+        "/sys/fs/cgroup/memory.max"
+    } else {
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+    };
+    let script = format!(
+        "cat {limit_file}; grep ' /sys/fs/cgroup' /proc/self/mountinfo; \
+         touch /sys/fs/cgroup/x 2>/dev/null && echo writable; true"
+    );
+    let mut base = env.strata();
+    base.args(["run", "--rootfs"])
+        .arg(&env.rootfs)
+        .args(["--rm", "--share", "cgroup", "--memory", "64m", "--"])
+        .args(["/bin/sh", "-c", &script]);
+    // strata itself joins the test cgroup first (a shell that moves itself, then execs strata).
+    let mut cmd = std::process::Command::new("/bin/sh");
+    let join = match &unified {
+        Some(u) => format!("echo $$ > {}/cgroup.procs && ", u.0.display()),
+        None => String::new(),
+    };
+    cmd.arg("-c")
+        .arg(format!("{join}exec \"$@\""))
+        .arg("sh")
+        .arg(base.get_program())
+        .args(base.get_args());
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{:?} {text} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The memory files are the container's own cgroup's, not the host's root.
+    assert_eq!(text.lines().next(), Some("67108864"), "{text}");
+    assert!(
+        !text.contains("writable"),
+        "/sys/fs/cgroup is writable: {text}"
+    );
+    // mountinfo: "ID PARENT MAJ:MIN ROOT MOUNTPOINT …": the root of each cgroup2 mount is a cgroup of
+    // the container's (a bind), never the host's "/".
+    let cgroup2_roots: Vec<(&str, &str)> = text
+        .lines()
+        .filter(|l| l.contains(" - cgroup2 "))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((*f.get(3)?, *f.get(4)?))
+        })
+        .collect();
+    match (&unified, mode) {
+        (Some(u), _) => {
+            let want = format!("/{}", u.0.file_name().unwrap().to_string_lossy());
+            assert_eq!(
+                cgroup2_roots,
+                vec![(want.as_str(), "/sys/fs/cgroup/unified")],
+                "{text}"
+            );
+        }
+        (None, CgroupMode::V2) => {
+            assert_eq!(cgroup2_roots.len(), 1, "{text}");
+            assert!(
+                cgroup2_roots[0]
+                    .0
+                    .starts_with(&format!("/{}/", env.cgroup_parent)),
+                "{text}"
+            );
+        }
+        (None, _) => assert!(cgroup2_roots.is_empty(), "{text}"),
+    }
+}

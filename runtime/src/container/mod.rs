@@ -372,7 +372,10 @@ fn child_plan(
         source,
         userns,
         namespaces.creates(Kind::Net),
-        (userns || !own_cgroupns).then_some(cgroup_rel),
+        (userns || !own_cgroupns).then_some(rootfs::CgroupBinds {
+            rel: cgroup_rel,
+            host_ns: !own_cgroupns,
+        }),
     )?;
     Ok(ChildPlan {
         join_fds: ChildPlan::open_joins(&namespaces.join)?,

@@ -6,6 +6,11 @@
 //!   symlinks for co-mounted controllers such as cpu -> cpu,cpuacct), then the tmpfs is made read-only.
 //!   A user namespace may not mount cgroup v1, so there each v1 hierarchy is a read-only bind of the
 //!   host directory of the container's cgroup instead (cgroup2 can still be mounted fresh).
+//! - Without a cgroup namespace of its own, cgroup2 too is a read-only bind (of the container's cgroup,
+//!   or on a hybrid host of the unified cgroup it inherited): a fresh cgroup2 mount from the host's
+//!   cgroup namespace shows the host's whole tree, re-applies its mount options host-wide (nsdelegate,
+//!   memory_recursiveprot, favordynmods … are system-wide and set by every such mount), and cost up to
+//!   20 ms here.
 //!
 //! The host's hierarchies are read from /proc/self/cgroup in the parent; the child only mounts.
 
@@ -27,6 +32,17 @@ pub struct Hierarchy {
     pub v2: bool,
     /// The v1 superblock options naming the hierarchy ("memory", "cpu,cpuacct", "name=systemd").
     pub options: String,
+    /// This process's cgroup in the hierarchy ("/" for the root).
+    pub path: String,
+}
+
+/// How a container that cannot mount its cgroups fresh sees them: binds of its own cgroup dirs.
+#[derive(Debug, Clone, Copy)]
+pub struct CgroupBinds<'a> {
+    /// The container's cgroup below each hierarchy's root ("strata/<id>").
+    pub rel: &'a str,
+    /// It shares the host's cgroup namespace (else: a user namespace, which may not mount cgroup v1).
+    pub host_ns: bool,
 }
 
 /// The host's cgroup hierarchies from /proc/self/cgroup text ("ID:CONTROLLERS:PATH" lines) and the
@@ -34,10 +50,15 @@ pub struct Hierarchy {
 /// hierarchy by its name, the hybrid cgroup2 "unified".
 pub fn parse_proc_cgroup(text: &str, mode: CgroupMode) -> Vec<Hierarchy> {
     if mode == CgroupMode::V2 {
+        let path = text
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .unwrap_or("/");
         return vec![Hierarchy {
             name: String::new(),
             v2: true,
             options: String::new(),
+            path: path.to_string(),
         }];
     }
     let mut found: Vec<(u32, Hierarchy)> = Vec::new();
@@ -49,6 +70,7 @@ pub fn parse_proc_cgroup(text: &str, mode: CgroupMode) -> Vec<Hierarchy> {
         let Ok(id) = id.parse::<u32>() else {
             continue;
         };
+        let path = f.next().unwrap_or("/").to_string();
         let h = if id == 0 {
             if mode != CgroupMode::Hybrid {
                 continue;
@@ -57,6 +79,7 @@ pub fn parse_proc_cgroup(text: &str, mode: CgroupMode) -> Vec<Hierarchy> {
                 name: "unified".into(),
                 v2: true,
                 options: String::new(),
+                path,
             }
         } else {
             let name = ctrls
@@ -68,6 +91,7 @@ pub fn parse_proc_cgroup(text: &str, mode: CgroupMode) -> Vec<Hierarchy> {
                 name,
                 v2: false,
                 options: ctrls.to_string(),
+                path,
             }
         };
         if !h.name.is_empty() && !h.name.contains('/') {
@@ -100,12 +124,12 @@ pub struct CgroupFs {
 
 impl CgroupFs {
     /// Expands the OCI cgroup mount `m` (its destination and flags) over the host's hierarchies.
-    /// `userns_cgroup`: in a user namespace, the container's cgroup path relative to each v1
-    /// hierarchy's root, bound instead of mounting v1 fresh.
+    /// `binds`: the container's cgroup dirs are bound instead of mounting v1 fresh (and cgroup2 too
+    /// when it shares the host's cgroup namespace).
     pub fn plan(
         m: &MountEntry,
         hierarchies: &[Hierarchy],
-        userns_cgroup: Option<&str>,
+        binds: Option<CgroupBinds<'_>>,
     ) -> CgroupFs {
         // The spec's propagation and bind options (podman sends "rprivate") would make the fresh
         // tmpfs/cgroup mounts fail with EINVAL; only the plain mount flags carry over.
@@ -125,9 +149,31 @@ impl CgroupFs {
             data,
             bind_remount: false,
         };
-        if hierarchies.iter().any(|h| h.v2 && h.name.is_empty()) {
+        let bind = |target: PathBuf, source: PathBuf| MountEntry {
+            target,
+            fstype: None,
+            source: Some(source),
+            flags: flags | MsFlags::MS_BIND,
+            data: None,
+            bind_remount: true,
+        };
+        // cgroup2 (the whole of a v2 host, or a hybrid host's unified) in the host's namespace: a bind of
+        // the container's own cgroup, or of the one it inherited where strata makes none (unified).
+        let cgroup2 = |h: &Hierarchy, target: PathBuf| match binds {
+            Some(b) if b.host_ns => {
+                let own = if h.name.is_empty() {
+                    b.rel
+                } else {
+                    h.path.as_str()
+                };
+                let host = Path::new(HOST_CGROUP_ROOT).join(&h.name);
+                bind(target, host.join(own.trim_start_matches('/')))
+            }
+            _ => entry(target, "cgroup2", None),
+        };
+        if let Some(h) = hierarchies.iter().find(|h| h.v2 && h.name.is_empty()) {
             return CgroupFs {
-                mounts: vec![entry(m.target.clone(), "cgroup2", None)],
+                mounts: vec![cgroup2(h, m.target.clone())],
                 links: Vec::new(),
                 seal: None,
             };
@@ -145,18 +191,14 @@ impl CgroupFs {
         for h in hierarchies.iter().filter(|h| !h.name.is_empty()) {
             let target = m.target.join(&h.name);
             if h.v2 {
-                mounts.push(entry(target, "cgroup2", None));
+                mounts.push(cgroup2(h, target));
                 continue;
             }
-            match userns_cgroup {
-                Some(rel) => mounts.push(MountEntry {
+            match binds {
+                Some(b) => mounts.push(bind(
                     target,
-                    fstype: None,
-                    source: Some(Path::new(HOST_CGROUP_ROOT).join(&h.name).join(rel)),
-                    flags: flags | MsFlags::MS_BIND,
-                    data: None,
-                    bind_remount: true,
-                }),
+                    Path::new(HOST_CGROUP_ROOT).join(&h.name).join(b.rel),
+                )),
                 None => mounts.push(entry(target, "cgroup", Some(h.options.clone()))),
             }
             // Co-mounted controllers are also reachable by each name, as on the host.
@@ -307,7 +349,11 @@ mod tests {
 
     #[test]
     fn userns_binds_the_containers_v1_cgroups_and_v2_is_one_mount() {
-        let fs = CgroupFs::plan(&oci_entry(), &hybrid(), Some("strata/c1"));
+        let userns = CgroupBinds {
+            rel: "strata/c1",
+            host_ns: false,
+        };
+        let fs = CgroupFs::plan(&oci_entry(), &hybrid(), Some(userns));
         assert_eq!(
             fs.mounts[2].source.as_deref(),
             Some(Path::new("/sys/fs/cgroup/memory/strata/c1"))
@@ -318,5 +364,36 @@ mod tests {
         assert_eq!(fs.mounts.len(), 1);
         assert_eq!(fs.mounts[0].fstype.as_deref(), Some("cgroup2"));
         assert!(fs.seal.is_none());
+    }
+
+    #[test]
+    fn in_the_hosts_cgroup_namespace_cgroup2_is_bound_never_mounted_fresh() {
+        let host = CgroupBinds {
+            rel: "strata/c1",
+            host_ns: true,
+        };
+        let hybrid = parse_proc_cgroup("4:memory:/x\n0::/user.slice/u\n", CgroupMode::Hybrid);
+        let fs = CgroupFs::plan(&oci_entry(), &hybrid, Some(host));
+        let unified = fs.mounts.last().unwrap();
+        assert_eq!(unified.target, Path::new("sys/fs/cgroup/unified"));
+        assert_eq!(
+            unified.source.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/unified/user.slice/u"))
+        );
+        assert!(unified.fstype.is_none() && unified.bind_remount);
+        assert!(!fs.fresh());
+        let v2 = parse_proc_cgroup("0::/user.slice\n", CgroupMode::V2);
+        let fs = CgroupFs::plan(&oci_entry(), &v2, Some(host));
+        assert_eq!(fs.mounts.len(), 1);
+        assert_eq!(
+            fs.mounts[0].source.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/strata/c1"))
+        );
+        assert!(fs.mounts[0].fstype.is_none());
+        assert!(
+            fs.mounts
+                .iter()
+                .all(|m| m.flags.contains(MsFlags::MS_RDONLY))
+        );
     }
 }

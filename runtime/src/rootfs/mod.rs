@@ -15,7 +15,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::unistd::{chdir, pivot_root};
 use oci_spec::runtime::Spec;
 
-pub use cgroupfs::{CgroupFs, Hierarchy, host_hierarchies};
+pub use cgroupfs::{CgroupBinds, CgroupFs, Hierarchy, host_hierarchies};
 pub use mounts::{MountEntry, known_mount_options, parse_options};
 
 #[derive(Debug, thiserror::Error)]
@@ -100,16 +100,15 @@ fn propagation_flags(value: &str) -> Result<MsFlags, RootfsError> {
 impl Plan {
     /// Builds the plan from the spec. `own_netns` tells whether sysfs can be mounted fresh (sysfs needs a
     /// network namespace owned by the container's user namespace); otherwise the host's /sys is bound.
-    /// `cgroup_bind_rel`: the container's cgroup path relative to the hierarchy roots when the `cgroup`
-    /// mount must bind the container's own cgroup dirs (in a user namespace, or without a cgroup
-    /// namespace of its own, where a fresh mount would show the host's whole hierarchy); None mounts the
-    /// hierarchies from inside the container's cgroup namespace.
+    /// `cgroup_binds`: when the `cgroup` mount must bind the container's own cgroup dirs (in a user
+    /// namespace, or without a cgroup namespace of its own, where a fresh mount would show the host's
+    /// whole hierarchy); None mounts the hierarchies from inside the container's cgroup namespace.
     pub fn from_spec(
         spec: &Spec,
         source: Source,
         userns: bool,
         own_netns: bool,
-        cgroup_bind_rel: Option<&str>,
+        cgroup_binds: Option<CgroupBinds<'_>>,
     ) -> Result<Plan, RootfsError> {
         let root = spec.root().as_ref().ok_or(RootfsError::NoRoot)?;
         let mut entries = Vec::new();
@@ -120,7 +119,7 @@ impl Plan {
                 e = e.as_rbind_of("/sys");
             }
             if e.fstype.as_deref() == Some("cgroup") {
-                cgroupfs = Some(CgroupFs::plan(&e, &host_hierarchies(), cgroup_bind_rel));
+                cgroupfs = Some(CgroupFs::plan(&e, &host_hierarchies(), cgroup_binds));
                 continue;
             }
             entries.push(e);
