@@ -363,7 +363,8 @@ impl ContainerCgroup {
     /// v1: each hierarchy's `tasks` file opened for writing, for a single-threaded child to join by
     /// writing "0" to each. Moving oneself as one thread skips the threadgroup lock whose write side
     /// waits for an RCU grace period (10–20 ms on a busy host), which writing another process's pid takes
-    /// (to cgroup.procs, and to tasks too: only a thread moving itself skips it; ~10 ms measured here). Empty on v2 (clone3 CLONE_INTO_CGROUP does it there).
+    /// (to cgroup.procs, and to tasks too: only a thread moving itself skips it; ~10 ms measured here).
+    /// Empty on v2 (clone3 CLONE_INTO_CGROUP does it there).
     pub fn self_join_fds(&self) -> Result<Vec<OwnedFd>> {
         match &self.backend {
             Backend::V1(c) => c
