@@ -4,6 +4,7 @@
 pub mod cases;
 pub mod compare;
 pub mod meta;
+pub mod phases;
 pub mod podman;
 pub mod recorder;
 pub mod report;

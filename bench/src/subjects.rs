@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{
@@ -545,10 +545,12 @@ impl Starter for Strata {
         let phases = run_dir()?.join(unique_name("phases.json"));
         let mut cmd = self.command(&phases)?;
         let t = Instant::now();
+        let launched = sys::now_ns();
         let r = run_checked(&mut cmd, &format!("strata run --fs {}", self.fs));
+        let reaped = sys::now_ns();
         let value = t.elapsed();
         r?;
-        let (parts, peak_rss) = read_phases(&phases);
+        let (parts, peak_rss) = crate::phases::read_phases(&phases, (launched, reaped));
         let _ = std::fs::remove_file(&phases);
         Ok(Sample {
             value,
@@ -559,30 +561,6 @@ impl Starter for Strata {
                 .collect(),
         })
     }
-}
-
-/// strata's STRATA_PHASES file: `{"phases":[{"name":..,"start_ns":..,"end_ns":..}],"peak_rss_bytes":..}`
-/// → the phases and strata's own peak RSS (VmHWM); absent or unreadable gives neither (the total still
-/// counts).
-pub fn read_phases(path: &Path) -> (Vec<(String, Duration)>, Option<u64>) {
-    let Some(v) = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-    else {
-        return (Vec::new(), None);
-    };
-    let phases = v
-        .get("phases")
-        .and_then(|p| p.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|p| {
-            let name = p.get("name")?.as_str()?.to_string();
-            let (s, e) = (p.get("start_ns")?.as_u64()?, p.get("end_ns")?.as_u64()?);
-            Some((name, Duration::from_nanos(e.saturating_sub(s))))
-        })
-        .collect();
-    (phases, v.get("peak_rss_bytes").and_then(|b| b.as_u64()))
 }
 
 /// An OCI bundle starting /bin/true with the subjects' namespaces and limits.

@@ -83,7 +83,8 @@ fn exit(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn now_ns() -> u64 {
+/// CLOCK_MONOTONIC in ns: the clock of strata's STRATA_PHASES timestamps.
+pub fn now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

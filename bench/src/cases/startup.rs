@@ -83,7 +83,9 @@ pub const METHOD: &str = "Wall time from spawning the subject (clone for the flo
     dir's disk, run root and libpod tmp dir on the bench's tmpfs, the image loaded from its docker-save \
     archive), with PATH = runc, crun-hybrid (crun through scripts/crun-hybrid on hybrid hosts) or the strata \
     binary the strata subjects run. 15 ms quiesce after each sample (netns teardown is asynchronous). strata's \
-    parts are its own STRATA_PHASES timestamps.";
+    parts are its own STRATA_PHASES timestamps, plus launch (from the spawn to its first phase: fork, exec, \
+    argument parsing, name claim) and exit (from its last phase to the reap: the phase file, process exit), \
+    from the bench's CLOCK_MONOTONIC readings around the spawn.";
 
 pub fn groups(_suite: Suite) -> Vec<Group> {
     let podman_runtimes = [

@@ -317,7 +317,8 @@ fn phases(path: &Path, g: &GroupResult) -> Result<(), String> {
         }
     }
     // Time order of strata's phases; unknown names after them.
-    const ORDER: [&str; 9] = [
+    const ORDER: [&str; 11] = [
+        "launch",
         "prepare",
         "cgroup",
         "namespaces",
@@ -327,6 +328,7 @@ fn phases(path: &Path, g: &GroupResult) -> Result<(), String> {
         "run",
         "teardown",
         "state",
+        "exit",
     ];
     names.sort_by_key(|n| ORDER.iter().position(|o| o == n).unwrap_or(ORDER.len()));
     let max = cases
