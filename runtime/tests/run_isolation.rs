@@ -25,6 +25,12 @@ fn only_loopback_in_the_network_namespace() {
         "loopback is not up: {out}"
     );
     assert!(lines.next().is_none(), "more than lo: {out}");
+    // With a FUSE rootfs strata brings loopback up from a process that also runs the server's threads.
+    let out = env.sh(&["--fs", "fuse"], "ip -o link show lo");
+    assert!(
+        out.contains("UP"),
+        "loopback is not up under --fs fuse: {out}"
+    );
 }
 
 #[test]
