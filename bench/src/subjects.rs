@@ -544,11 +544,11 @@ impl Starter for Strata {
     fn start(&self) -> CaseResult<Sample> {
         let phases = run_dir()?.join(unique_name("phases.json"));
         let mut cmd = self.command(&phases)?;
-        let t = Instant::now();
+        // One clock for the sample and its parts: strata's phases are CLOCK_MONOTONIC, as Instant is.
         let launched = sys::now_ns();
         let r = run_checked(&mut cmd, &format!("strata run --fs {}", self.fs));
         let reaped = sys::now_ns();
-        let value = t.elapsed();
+        let value = std::time::Duration::from_nanos(reaped.saturating_sub(launched));
         r?;
         let (parts, peak_rss) = crate::phases::read_phases(&phases, (launched, reaped));
         let _ = std::fs::remove_file(&phases);
