@@ -367,3 +367,108 @@ pub fn install_seccomp_keeping_privs(prog: &[seccompiler::sock_filter]) -> io::R
     }
     Ok(())
 }
+
+// ============================================================================================================
+// cgroups (used by cgroups/)
+// ============================================================================================================
+
+/// The `BPF_PROG_LOAD` member of `union bpf_attr`, up to `prog_name`.
+#[repr(C)]
+#[derive(Default)]
+struct BpfProgLoad {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+}
+
+/// The `BPF_PROG_ATTACH` member of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct BpfProgAttach {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+    replace_bpf_fd: u32,
+}
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+const BPF_CGROUP_DEVICE: u32 = 6;
+const BPF_F_ALLOW_MULTI: u32 = 2;
+
+/// Loads `insns` (each a `struct bpf_insn`) as a `BPF_PROG_TYPE_CGROUP_DEVICE` program and attaches it
+/// to the cgroup v2 directory `cgroup` (BPF_F_ALLOW_MULTI, so programs of ancestors keep applying too,
+/// as under runc and systemd). The cgroup holds the program from then on; it goes with the cgroup.
+/// A program the verifier rejects fails with the verifier's log as the error's message.
+pub fn attach_device_program(
+    cgroup: BorrowedFd<'_>,
+    insns: &[crate::cgroups::devices::Insn],
+) -> io::Result<()> {
+    const LICENSE: &CStr = c"Apache-2.0";
+    let bpf = |cmd: libc::c_long, attr: *const libc::c_void, size: usize| -> io::Result<i64> {
+        // SAFETY: `attr` points to a live, fully initialised bpf_attr member of `size` bytes; pointers
+        // inside it (instructions, license, log) stay valid for the call.
+        let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr, size) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc)
+        }
+    };
+    let mut log = vec![0u8; 4096];
+    let mut load = BpfProgLoad {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: u32::try_from(insns.len())
+            .map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
+        insns: insns.as_ptr() as u64,
+        license: LICENSE.as_ptr() as u64,
+        ..Default::default()
+    };
+    load.prog_name[..6].copy_from_slice(b"strata");
+    let prog = match bpf(
+        BPF_PROG_LOAD,
+        (&raw const load).cast(),
+        size_of::<BpfProgLoad>(),
+    ) {
+        Ok(fd) => owned_fd(fd as RawFd),
+        Err(first) => {
+            // Load again with the verifier's log, for a message that says why.
+            load.log_level = 1;
+            load.log_size = log.len() as u32;
+            load.log_buf = log.as_mut_ptr() as u64;
+            let _ = bpf(
+                BPF_PROG_LOAD,
+                (&raw const load).cast(),
+                size_of::<BpfProgLoad>(),
+            );
+            let text = String::from_utf8_lossy(&log);
+            let text = text.trim_end_matches('\0').trim();
+            return Err(io::Error::new(
+                first.kind(),
+                format!("{first}; verifier: {}", text.replace('\n', " | ")),
+            ));
+        }
+    };
+    let attach = BpfProgAttach {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+        replace_bpf_fd: 0,
+    };
+    bpf(
+        BPF_PROG_ATTACH,
+        (&raw const attach).cast(),
+        size_of::<BpfProgAttach>(),
+    )?;
+    Ok(())
+}

@@ -510,6 +510,8 @@ mod tests {
             io_weight: Some(500),
             device_read_bps: vec![("8:0".into(), 1000)],
             device_write_bps: vec![("8:0".into(), 2000), ("8:16".into(), 3000)],
+            // Not a file write on v2: an eBPF program (cgroups::devices).
+            devices: crate::cgroups::devices::docker_default(),
         };
         let w: Vec<(&str, String)> = v2_writes(&res)
             .unwrap()

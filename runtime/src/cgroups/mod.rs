@@ -7,6 +7,7 @@
 //! `cgroup.subtree_control` (outside our parent, which we never touch), and a root path we choose lets
 //! tests run the real v2 code against the hybrid host's unified mount and against a tempdir.
 
+pub mod devices;
 pub mod format;
 mod v1;
 mod v1_mounts;
@@ -44,6 +45,9 @@ pub struct Resources {
     pub device_read_bps: Vec<(String, u64)>,
     /// Per-device write limits in bytes/s.
     pub device_write_bps: Vec<(String, u64)>,
+    /// Device access rules, in order (empty = leave the devices as the parent has them). Set when the
+    /// cgroup is made: the v1 devices controller, or an eBPF device program on v2.
+    pub devices: Vec<devices::DeviceRule>,
 }
 
 impl Resources {
@@ -364,26 +368,27 @@ impl ContainerCgroup {
     /// writing "0" to each. Moving oneself as one thread skips the threadgroup lock whose write side
     /// waits for an RCU grace period (10–20 ms on a busy host), which writing another process's pid takes
     /// (to cgroup.procs, and to tasks too: only a thread moving itself skips it; ~10 ms measured here).
-    /// Empty on v2 (clone3 CLONE_INTO_CGROUP does it there).
+    /// On v2, cgroup.procs, for the one child that cannot be cloned into its cgroup (see
+    /// `ChildPlan::child_opens_dev_fuse`); the others start there through clone3's CLONE_INTO_CGROUP.
     pub fn self_join_fds(&self) -> Result<Vec<OwnedFd>> {
-        match &self.backend {
-            Backend::V1(c) => c
-                .tasks_files()
-                .into_iter()
-                .map(|path| {
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .map(OwnedFd::from)
-                        .map_err(|source| CgroupError::Io {
-                            op: "open",
-                            path,
-                            source,
-                        })
-                })
-                .collect(),
-            Backend::V2(_) => Ok(Vec::new()),
-        }
+        let files = match &self.backend {
+            Backend::V1(c) => c.tasks_files(),
+            Backend::V2(c) => vec![c.dir().join("cgroup.procs")],
+        };
+        files
+            .into_iter()
+            .map(|path| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map(OwnedFd::from)
+                    .map_err(|source| CgroupError::Io {
+                        op: "open",
+                        path,
+                        source,
+                    })
+            })
+            .collect()
     }
 
     /// The process ids in the cgroup (any hierarchy), sorted.
@@ -445,37 +450,6 @@ impl ContainerCgroup {
         match &self.backend {
             Backend::V1(c) => c.update(res),
             Backend::V2(c) => c.update(res),
-        }
-    }
-
-    /// Writes device cgroup rules ("c 1:3 rwm"; `true` = allow) in order, v1 devices controller only
-    /// (v2 needs an eBPF program, which strata does not load).
-    pub fn apply_device_rules(&self, rules: &[(bool, String)]) -> Result<()> {
-        if rules.is_empty() {
-            return Ok(());
-        }
-        match &self.backend {
-            Backend::V1(_) => {
-                let dir = Path::new(CGROUP_ROOT).join("devices").join(&self.rel);
-                for (allow, rule) in rules {
-                    let file = dir.join(if *allow {
-                        "devices.allow"
-                    } else {
-                        "devices.deny"
-                    });
-                    v2::write_file(&file, rule).map_err(|source| CgroupError::LimitRejected {
-                        limit: "device-rule",
-                        file: file.display().to_string(),
-                        value: rule.clone(),
-                        source,
-                    })?;
-                }
-                Ok(())
-            }
-            Backend::V2(_) => Err(CgroupError::ControllerUnavailable {
-                controller: "devices (v1)",
-                limit: "device-rule",
-            }),
         }
     }
 

@@ -10,6 +10,7 @@ use cgroups_rs::fs::blkio::BlkIoController;
 use cgroups_rs::fs::cpu::CpuController;
 use cgroups_rs::fs::cpuacct::CpuAcctController;
 use cgroups_rs::fs::cpuset::CpuSetController;
+use cgroups_rs::fs::devices::DevicesController;
 use cgroups_rs::fs::freezer::FreezerController;
 use cgroups_rs::fs::memory::MemController;
 use cgroups_rs::fs::pid::PidController;
@@ -17,6 +18,7 @@ use cgroups_rs::fs::{Cgroup, ControllIdentifier, Controller, MaxValue, Subsystem
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::devices::DeviceRule;
 use super::format::{self, CPU_PERIOD_US};
 use super::v1_mounts;
 use super::{CgroupError, CgroupStats, Resources, Result, read_opt, wait_until};
@@ -103,6 +105,37 @@ fn make_parent(cg: &Cgroup) {
     }
 }
 
+/// Writes the rules in order, each in its own write(2) (the kernel takes one rule per write), through
+/// one open file per kind of rule.
+fn write_device_rules(dir: &Path, rules: &[DeviceRule]) -> Result<()> {
+    use std::io::Write;
+    let mut files: [Option<std::fs::File>; 2] = [None, None];
+    for rule in rules {
+        let name = rule.v1_file();
+        let file = &mut files[usize::from(rule.allow)];
+        let value = rule.to_string();
+        let rejected = |source| CgroupError::LimitRejected {
+            limit: "device-rule",
+            file: name.to_string(),
+            value: value.clone(),
+            source,
+        };
+        if file.is_none() {
+            let path = dir.join(name);
+            *file = Some(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(rejected)?,
+            );
+        }
+        if let Some(f) = file {
+            f.write_all(value.as_bytes()).map_err(rejected)?;
+        }
+    }
+    Ok(())
+}
+
 /// The io::Error under a cgroups-rs error, if any (its Display is a Debug dump).
 fn rejected(
     limit: &'static str,
@@ -141,6 +174,7 @@ fn limit_controller(limit: &'static str) -> &'static str {
         "cpuset" => "cpuset",
         "pids" => "pids",
         "freeze" => "freezer",
+        "device-rule" => "devices",
         _ => "blkio",
     }
 }
@@ -321,6 +355,10 @@ impl V1Cgroup {
                         })?;
                 }
             }
+        }
+        if !res.devices.is_empty() {
+            let dev: &DevicesController = self.controller("device-rule")?;
+            write_device_rules(dev.path(), &res.devices)?;
         }
         Ok(())
     }

@@ -134,6 +134,25 @@ pub fn prefer_bfq_weight(
     writes
 }
 
+/// v2 has no devices controller: the rules become an eBPF program attached to the cgroup (see
+/// [`super::devices`]). No rules, no program.
+fn attach_device_rules(cg: &V2Cgroup, rules: &[super::devices::DeviceRule]) -> Result<()> {
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let fd = cg.dir_fd()?;
+    crate::sys::attach_device_program(
+        std::os::fd::AsFd::as_fd(&fd),
+        &super::devices::program(rules),
+    )
+    .map_err(|source| CgroupError::LimitRejected {
+        limit: "device-rule",
+        file: "BPF_CGROUP_DEVICE".into(),
+        value: format!("{} rules", rules.len()),
+        source,
+    })
+}
+
 impl V2Cgroup {
     /// Creates `<root>/<rel>` with the limits of `res`; on failure nothing of the leaf remains.
     pub fn create(root: &Path, rel: &str, res: &Resources) -> Result<V2Cgroup> {
@@ -152,7 +171,9 @@ impl V2Cgroup {
         })?;
         let cg = V2Cgroup { dir };
         let writes = prefer_bfq_weight(&cg.dir, writes, res.io_weight);
-        if let Err(e) = apply_writes(&cg.dir, &writes, &controllers) {
+        let applied = apply_writes(&cg.dir, &writes, &controllers)
+            .and_then(|()| attach_device_rules(&cg, &res.devices));
+        if let Err(e) = applied {
             let _ = std::fs::remove_dir(&cg.dir);
             return Err(e);
         }

@@ -225,6 +225,8 @@ pub fn main(
             io_weight: args.io_weight,
             device_read_bps: args.device_read_bps,
             device_write_bps: args.device_write_bps,
+            // Docker's default: a container keeps CAP_MKNOD, but may open only the standard nodes.
+            devices: strata_runtime::cgroups::devices::docker_default(),
         },
         cgroup_parent: args.cgroup_parent,
         net: args.net,

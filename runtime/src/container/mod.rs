@@ -357,10 +357,12 @@ fn child_plan(
             .unwrap_or_default(),
     );
     let userns = namespaces.creates(Kind::User);
-    // On cgroup v1 the child joins its cgroup after clone, so its cgroup namespace is created then.
+    // On cgroup v1 (and on v2 for a child that opens /dev/fuse first) the child joins its cgroup after
+    // clone, so its cgroup namespace is created then.
     let mut namespaces = namespaces;
     let unshare_cgroupns = namespaces.creates(Kind::Cgroup)
-        && crate::cgroups::detect() != crate::cgroups::CgroupMode::V2;
+        && (crate::cgroups::detect() != crate::cgroups::CgroupMode::V2
+            || process::child_opens_dev_fuse(fuse.is_some(), &namespaces));
     if unshare_cgroupns {
         namespaces
             .new
@@ -694,7 +696,11 @@ fn spawn_in_cgroup(
     p: &Prepared,
     cgroup: &crate::cgroups::ContainerCgroup,
 ) -> Result<process::Spawned, ContainerError> {
-    let cgroup_fd = cgroup.v2_dir_fd();
+    // A child that opens /dev/fuse itself must do so before it is in its cgroup (see
+    // ChildPlan::child_opens_dev_fuse): on v2 it then joins through cgroup.procs, not clone3.
+    let cgroup_fd = cgroup
+        .v2_dir_fd()
+        .filter(|_| !p.plan.child_opens_dev_fuse());
     let tasks = match cgroup_fd {
         Some(_) => Vec::new(),
         None => cgroup.self_join_fds()?,

@@ -81,12 +81,13 @@ fn create_claimed(
     if let Some(r) = spec.root_mut().as_mut() {
         r.set_path(root.clone());
     }
-    let resources = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.resources().as_ref())
-        .map(Resources::from_oci)
-        .unwrap_or_default();
+    let oci_resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    let mut resources = oci_resources.map(Resources::from_oci).unwrap_or_default();
+    resources.devices = crate::cgroups::devices::from_oci(
+        oci_resources
+            .and_then(|r| r.devices().as_deref())
+            .unwrap_or_default(),
+    )?;
     let listener = bind_unix(&dir.join(START_SOCKET))
         .map_err(io(format!("creating {}", dir.join(START_SOCKET).display())))?;
     let console = match &opts.console_socket {
@@ -122,7 +123,6 @@ fn create_claimed(
     };
 
     let cgroup = held_cgroup.insert(ContainerCgroup::create(cg_parent, cg_name, &resources)?);
-    cgroup.apply_device_rules(&bundle::device_rules(&p.spec))?;
     let spawned = spawn_in_cgroup(&p, cgroup)?;
     let pid = spawned.pid;
     let annotations = p.spec.annotations().clone().unwrap_or_default();

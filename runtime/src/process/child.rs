@@ -35,10 +35,11 @@ pub fn main(
     cgroup_tasks: &[OwnedFd],
     late: bool,
     cpus: Option<&nix::sched::CpuSet>,
+    dev_fuse: Option<&OwnedFd>,
     chan: &Channel,
 ) -> i32 {
     let mut started = None;
-    match run(plan, cgroup_tasks, late, cpus, chan, &mut started) {
+    match run(plan, cgroup_tasks, late, cpus, dev_fuse, chan, &mut started) {
         Ok(()) => 0,
         Err(f) => {
             // Past the OCI start gate strata's create has gone; `strata start` hears the failure instead.
@@ -136,6 +137,7 @@ fn run(
     cgroup_tasks: &[OwnedFd],
     late: bool,
     cpus: Option<&nix::sched::CpuSet>,
+    dev_fuse: Option<&OwnedFd>,
     chan: &Channel,
     started: &mut Option<std::os::unix::net::UnixStream>,
 ) -> Result<(), Failure> {
@@ -160,22 +162,30 @@ fn run(
         cpus,
         ..Default::default()
     };
-    if !late {
-        join_cgroup(plan, cgroup_tasks)?;
-    }
-
     for (kind, fd) in &plan.join_fds {
         setns(fd, kind.flag()).map_err(|e| Failure {
             code: 125,
             message: format!("joining {kind} namespace: {e}"),
         })?;
     }
-    // /dev/fuse is root's, mode 0600: open it while our host credentials still apply — as root of a
-    // new user namespace we are the mapped unprivileged host uid.
-    let dev_fuse = match &plan.fuse_mount {
-        Some(_) => Some(strata_overlayfs::open_dev_fuse().map_err(setup("opening /dev/fuse"))?),
+    let dev_fuse = match dev_fuse {
+        // Our copy of strata's /dev/fuse fd: take it over as an owned fd (a dup) and close the inherited
+        // number, so it is gone once the mount hands it to strata, as if we had opened it.
+        Some(fd) => {
+            let owned = fd.try_clone().map_err(setup("dup of /dev/fuse"))?;
+            let _ = nix::unistd::close(std::os::fd::AsRawFd::as_raw_fd(fd));
+            Some(owned)
+        }
+        // In our user namespace (ChildPlan::child_opens_dev_fuse), with the host credentials we still
+        // have, and before joining the cgroup, whose device rules deny /dev/fuse.
+        None if plan.child_opens_dev_fuse() => {
+            Some(strata_overlayfs::open_dev_fuse().map_err(setup("opening /dev/fuse"))?)
+        }
         None => None,
     };
+    if !late {
+        join_cgroup(plan, cgroup_tasks)?;
+    }
     if plan.namespaces.creates(Kind::User) {
         // The parent wrote our uid/gid maps before releasing us; become root of the new user namespace.
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))

@@ -40,6 +40,8 @@ pub enum ProcessError {
     Child { code: u8, message: String },
     #[error("the container process exited during setup")]
     ChildVanished,
+    #[error("opening /dev/fuse for the rootfs: {0}")]
+    DevFuse(strata_overlayfs::MountError),
     #[error("the spec has no process")]
     NoProcess,
     #[error("argument or environment contains a NUL byte")]
@@ -123,7 +125,7 @@ pub struct ChildPlan {
     /// Run strata's tiny init as pid 1 with the command as its child.
     pub init: bool,
     /// Mount the FUSE rootfs in the child (after the rootfs plan's private propagation) on the /dev/fuse
-    /// fd it is given (opened with the child's original credentials) and hand the fd to the parent.
+    /// fd [`spawn`] opens for it and hand the fd to the parent.
     pub fuse_mount: Option<FuseMount>,
     /// OCI `create`: the container outlives strata and waits before its command (see [`OciGate`]).
     pub oci: Option<OciGate>,
@@ -134,6 +136,12 @@ pub struct ChildPlan {
     /// `/dev/pts/N` there, as under runc), sends the master over it and makes the slave its stdio and
     /// controlling terminal.
     pub console: Option<std::os::unix::net::UnixStream>,
+}
+
+/// [`ChildPlan::child_opens_dev_fuse`] for a plan still being made.
+pub fn child_opens_dev_fuse(fuse: bool, namespaces: &NamespacePlan) -> bool {
+    fuse && (namespaces.creates(Kind::User)
+        || namespaces.join.iter().any(|(k, _)| *k == Kind::User))
 }
 
 /// What an OCI `create` child needs beyond `strata run`'s: it must not die with strata (the shim, not
@@ -149,6 +157,13 @@ pub struct OciGate {
 pub type FuseMount = Box<dyn Fn(OwnedFd) -> Result<OwnedFd, String>>;
 
 impl ChildPlan {
+    /// A FUSE mount must be made in the user namespace of whoever opened its /dev/fuse fd. A child in a
+    /// new (or joined) user namespace therefore opens /dev/fuse itself — before it joins its cgroup,
+    /// whose device rules deny it; on cgroup v2 such a child cannot be cloned into its cgroup.
+    pub fn child_opens_dev_fuse(&self) -> bool {
+        child_opens_dev_fuse(self.fuse_mount.is_some(), &self.namespaces)
+    }
+
     pub fn open_joins(join: &[(Kind, PathBuf)]) -> Result<Vec<(Kind, OwnedFd)>, ProcessError> {
         join.iter()
             .map(|(k, p)| {
@@ -201,15 +216,26 @@ pub fn spawn(plan: &ChildPlan, cgroup: CgroupEntry<'_>) -> Result<Spawned, Proce
         CgroupEntry::Into(fd) => (Some(fd), &[][..]),
         CgroupEntry::SelfJoin(fds) => (None, fds),
     };
+    // /dev/fuse is root's, mode 0600, and outside the devices a container may open: strata opens it
+    // for the child, with its host credentials and in its own cgroup (a v2 child starts inside the
+    // container's, whose device program denies it) — unless the child mounts in another user namespace,
+    // whose opener the kernel requires (see ChildPlan::child_opens_dev_fuse).
+    let dev_fuse = match &plan.fuse_mount {
+        Some(_) if !plan.child_opens_dev_fuse() => {
+            Some(strata_overlayfs::open_dev_fuse().map_err(ProcessError::DevFuse)?)
+        }
+        _ => None,
+    };
     let late = matches!(cgroup, CgroupEntry::Late);
     let placement = if late { OtherCpu::pick() } else { None };
     let restore = placement.as_ref().map(|p| &p.allowed);
     let pid = crate::sys::clone3_run(flags, into, || {
         // The child must not keep the parent's end open, or it would never see end-of-file.
         let _ = nix::unistd::close(parent_raw);
-        child::main(plan, tasks, late, restore, &child_end)
+        child::main(plan, tasks, late, restore, dev_fuse.as_ref(), &child_end)
     })
     .map_err(ProcessError::Clone)?;
+    drop(dev_fuse);
     if let Some(p) = &placement {
         // A hint only: where it fails the child starts where the kernel put it.
         let _ = nix::sched::sched_setaffinity(pid, &p.other);
