@@ -22,7 +22,8 @@ enum Cmd {
     Run {
         #[arg(long, value_enum, default_value = "standard")]
         suite: Suite,
-        /// Only groups or cases whose "family/group/subject" contains PATTERN.
+        /// Only groups or cases whose "family/group/subject" starts with PATTERN (comma-separated
+        /// alternatives: startup/true/floor,startup/true/strata-kernel).
         #[arg(long, value_name = "PATTERN")]
         only: Option<String>,
         /// Results folder (default results/<date>-<host>-<suite>).
@@ -77,7 +78,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 samples,
                 command_line: std::env::args().collect(),
             };
-            let results = recorder::run_suite(&opts);
+            let results = recorder::run_suite(&opts)?;
             let dir = out.unwrap_or_else(|| recorder::default_out_dir(&results));
             report::write_all(&dir, &results)
                 .with_context(|| format!("writing {}", dir.display()))?;

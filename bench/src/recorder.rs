@@ -253,8 +253,21 @@ pub struct SuiteOptions {
     pub command_line: Vec<String>,
 }
 
+/// Errors of a suite run.
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error(
+        "--only {pattern:?} selects no case of the {0} suite (see strata-bench list --suite {0})",
+        .suite.as_str()
+    )]
+    NothingSelected {
+        pattern: String,
+        suite: crate::cases::Suite,
+    },
+}
+
 /// Run every selected group of the suite and assemble the results (metadata included).
-pub fn run_suite(opts: &SuiteOptions) -> crate::report::json::Results {
+pub fn run_suite(opts: &SuiteOptions) -> Result<crate::report::json::Results, SuiteError> {
     use crate::report::json::{Results, RunOptions, SCHEMA_ID, SCHEMA_VERSION};
     let started = std::time::SystemTime::now();
     let t = Instant::now();
@@ -267,6 +280,12 @@ pub fn run_suite(opts: &SuiteOptions) -> crate::report::json::Results {
         groups.retain(|g| g.matches(p));
         for g in &mut groups {
             g.retain_matching(p);
+        }
+        if groups.is_empty() {
+            return Err(SuiteError::NothingSelected {
+                pattern: p.clone(),
+                suite: opts.suite,
+            });
         }
     }
     let machine = crate::meta::collect();
@@ -283,7 +302,7 @@ pub fn run_suite(opts: &SuiteOptions) -> crate::report::json::Results {
     drop(groups);
     crate::cases::fs::release_fixture();
     crate::subjects::cleanup();
-    Results {
+    Ok(Results {
         schema: SCHEMA_ID.into(),
         schema_version: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -301,7 +320,7 @@ pub fn run_suite(opts: &SuiteOptions) -> crate::report::json::Results {
         },
         machine,
         groups: results,
-    }
+    })
 }
 
 /// `YYYY-MM-DD` (UTC) of a Unix time.

@@ -167,23 +167,29 @@ impl Group {
         format!("{}/{}", self.family, self.name)
     }
     /// Whether `--only PATTERN` selects this group or one of its cases: PATTERN is a prefix of
-    /// "family/group/subject" (so `fs` selects the fs family but not rootfs).
+    /// "family/group/subject" (so `fs` selects the fs family but not rootfs). A comma separates
+    /// alternatives: `startup/true/floor,startup/true/strata-kernel`.
     pub fn matches(&self, pattern: &str) -> bool {
         let id = self.id();
-        id.starts_with(pattern)
-            || pattern.starts_with(&format!("{id}/"))
-                && self
-                    .cases
-                    .iter()
-                    .any(|c| format!("{id}/{}", c.subject()).starts_with(pattern))
+        pattern.split(',').any(|p| {
+            id.starts_with(p)
+                || p.starts_with(&format!("{id}/"))
+                    && self
+                        .cases
+                        .iter()
+                        .any(|c| format!("{id}/{}", c.subject()).starts_with(p))
+        })
     }
     /// Keep only the cases matching the pattern (all of them when the group id itself matches).
     pub fn retain_matching(&mut self, pattern: &str) {
         let id = self.id();
-        if !id.starts_with(pattern) {
-            self.cases
-                .retain(|c| format!("{id}/{}", c.subject()).starts_with(pattern));
+        if pattern.split(',').any(|p| id.starts_with(p)) {
+            return;
         }
+        self.cases.retain(|c| {
+            let case = format!("{id}/{}", c.subject());
+            pattern.split(',').any(|p| case.starts_with(p))
+        });
     }
 }
 
@@ -243,4 +249,51 @@ pub fn unique_name(what: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subjects(g: &Group) -> Vec<String> {
+        g.cases.iter().map(|c| c.subject()).collect()
+    }
+
+    #[test]
+    fn only_selects_by_prefix_with_comma_separated_alternatives() {
+        let clone = || {
+            namespaces::groups(Suite::Quick)
+                .into_iter()
+                .find(|g| g.name == "clone")
+                .expect("clone group")
+        };
+        let all = subjects(&clone());
+        assert!(all.len() > 2, "{all:?}");
+
+        for (pattern, want) in [
+            ("namespaces/clone/uts", vec!["uts"]),
+            (
+                "namespaces/clone/uts,namespaces/clone/none",
+                vec!["none", "uts"],
+            ),
+            ("namespaces/", all.iter().map(String::as_str).collect()),
+            (
+                "nothing,namespaces/clone",
+                all.iter().map(String::as_str).collect(),
+            ),
+        ] {
+            let mut g = clone();
+            assert!(g.matches(pattern), "{pattern}");
+            g.retain_matching(pattern);
+            let mut got = subjects(&g);
+            got.sort();
+            let mut want: Vec<String> = want.into_iter().map(String::from).collect();
+            want.sort();
+            assert_eq!(got, want, "{pattern}");
+        }
+        // A prefix, not a substring: "spaces" selects nothing, nor does a subject the group lacks.
+        for pattern in ["spaces", "namespaces/clone/nosuch", "startup/true"] {
+            assert!(!clone().matches(pattern), "{pattern}");
+        }
+    }
 }
