@@ -57,7 +57,10 @@ fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("strata-bench: {e:#}");
+            eprintln!(
+                "strata-bench: {}",
+                strata_overlayfs::errline::one_line(e.as_ref())
+            );
             ExitCode::from(2)
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod copyup;
 pub mod dirs;
+pub mod errline;
 pub mod files;
 pub mod fs;
 pub mod idmap;

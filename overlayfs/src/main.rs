@@ -132,7 +132,10 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("strata-overlayfs: {e:#}");
+            eprintln!(
+                "strata-overlayfs: {}",
+                strata_overlayfs::errline::one_line(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

@@ -133,7 +133,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)),
         Err(e) => {
-            let message = format!("{e:#}");
+            let message = strata_overlayfs::errline::one_line(e.as_ref());
             eprintln!("strata: {message}");
             log.error(&message);
             if oci_only || cli.systemd_cgroup {

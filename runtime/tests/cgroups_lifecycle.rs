@@ -146,7 +146,7 @@ fn rejected_and_invalid_limits_leave_nothing_behind() {
         "nothing may exist for an invalid limit"
     );
 
-    // Rejected by the kernel (no CPU 999 here): the error names the limit, the leaf is gone.
+    // Rejected by the kernel (no CPU 999 here): the error names the limit and the CPU, the leaf is gone.
     let e = ContainerCgroup::create(
         &parent.name,
         "bad",
@@ -157,7 +157,10 @@ fn rejected_and_invalid_limits_leave_nothing_behind() {
     )
     .expect_err("cpuset 999 must be refused");
     let msg = e.to_string();
-    assert!(msg.contains("--cpuset") && !msg.contains('\n'), "{msg}");
+    assert!(
+        msg.contains("--cpuset") && msg.contains("CPU 999 is not online") && !msg.contains('\n'),
+        "{msg}"
+    );
     for dir in parent.leftovers() {
         assert!(
             !dir.join("bad").exists(),

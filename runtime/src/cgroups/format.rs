@@ -390,6 +390,44 @@ pub fn check_cpuset(set: &str) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// Parses a CPU list ("0-1,3") into inclusive ranges; None when malformed.
+fn cpu_ranges(list: &str) -> Option<Vec<(u32, u32)>> {
+    list.trim()
+        .split(',')
+        .map(|part| match part.split_once('-') {
+            None => part.parse().ok().map(|a| (a, a)),
+            Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+        })
+        .collect()
+}
+
+/// Checks a valid `--cpuset` list against the host's online CPUs (the text of
+/// /sys/devices/system/cpu/online), so a CPU that is not there is named instead of the kernel's bare
+/// ERANGE or EINVAL.
+pub fn check_cpuset_online(set: &str, online: &str) -> Result<(), CgroupError> {
+    let (Some(want), Some(have)) = (cpu_ranges(set), cpu_ranges(online)) else {
+        return Ok(());
+    };
+    let is_online = |cpu: u32| have.iter().any(|&(a, b)| (a..=b).contains(&cpu));
+    let top = have.iter().map(|&(_, b)| b).max().unwrap_or(0);
+    for (a, b) in want {
+        // Past the highest online CPU nothing is online: stop there, whatever the range's end.
+        let missing = if a > top {
+            Some(a)
+        } else {
+            (a..=b.min(top.saturating_add(1))).find(|&c| !is_online(c))
+        };
+        if let Some(cpu) = missing {
+            return Err(invalid(
+                "cpuset",
+                set,
+                &format!("CPU {cpu} is not online here (online: {})", online.trim()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// pids.max text: a positive number, or "max" for a negative value (unlimited); 0 is rejected
 /// because no process could ever start.
 pub fn pids_value(p: i64) -> Result<String, CgroupError> {
@@ -632,6 +670,28 @@ mod tests {
         }
         for bad in ["", "-1", "0-", "x", "0,,1"] {
             assert!(check_cpuset(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cpusets_name_a_cpu_that_is_not_online() {
+        for ok in ["0", "0-1", "3", "0,3-4"] {
+            check_cpuset_online(ok, "0-1,3-5\n").unwrap();
+        }
+        for (bad, cpu) in [
+            ("2", "CPU 2 "),
+            ("0-3", "CPU 2 "),
+            ("6", "CPU 6 "),
+            ("5-4000000000", "CPU 6 "),
+            ("99", "CPU 99 "),
+        ] {
+            let e = check_cpuset_online(bad, "0-1,3-5\n")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(cpu) && e.contains("online: 0-1,3-5"),
+                "{bad}: {e}"
+            );
         }
     }
 }

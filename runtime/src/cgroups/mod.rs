@@ -260,9 +260,12 @@ impl ContainerCgroup {
         check_rel(name, false)?;
         let rel = format!("{parent}/{name}");
         let backend = match detect() {
-            CgroupMode::V2 => Backend::V2(v2::V2Cgroup::create(Path::new(CGROUP_ROOT), &rel, res)?),
-            _ => Backend::V1(v1::V1Cgroup::create(&rel, res)?),
-        };
+            CgroupMode::V2 => {
+                v2::V2Cgroup::create(Path::new(CGROUP_ROOT), &rel, res).map(Backend::V2)
+            }
+            _ => v1::V1Cgroup::create(&rel, res).map(Backend::V1),
+        }
+        .map_err(|e| explain_cpuset(e, res))?;
         Ok(ContainerCgroup { rel, backend })
     }
 
@@ -451,6 +454,7 @@ impl ContainerCgroup {
             Backend::V1(c) => c.update(res),
             Backend::V2(c) => c.update(res),
         }
+        .map_err(|e| explain_cpuset(e, res))
     }
 
     /// Removes the (empty) cgroup from every hierarchy, retrying EBUSY briefly. The parent stays.
@@ -460,6 +464,26 @@ impl ContainerCgroup {
             Backend::V2(c) => c.remove(),
         }
     }
+}
+
+/// The kernel answers a `--cpuset` naming a CPU the host does not have with a bare ERANGE or EINVAL:
+/// name the CPU instead when that is why.
+fn explain_cpuset(e: CgroupError, res: &Resources) -> CgroupError {
+    if let (
+        CgroupError::LimitRejected {
+            limit: "cpuset", ..
+        },
+        Some(set),
+        Some(online),
+    ) = (
+        &e,
+        &res.cpuset,
+        read_opt(Path::new("/sys/devices/system/cpu/online")),
+    ) && let Err(named) = format::check_cpuset_online(set, &online)
+    {
+        return named;
+    }
+    e
 }
 
 /// Polls `empty` until it returns true, for at most `limit`; how long it waited in ms on failure.
