@@ -37,25 +37,83 @@ pub fn main(args: PsArgs, state: &super::StateArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(0);
     }
-    println!(
-        "{:<20} {:>8} {:<8} {:<20} {:<6} {:<20} COMMAND",
-        "ID", "PID", "STATUS", "IMAGE", "FS", "CREATED"
+    let rows: Vec<[String; 7]> = list
+        .iter()
+        .map(|c| {
+            let status = match (c.status, c.exit_code) {
+                (strata_runtime::state::Status::Exited, Some(code)) => format!("exited({code})"),
+                (s, _) => format!("{s:?}").to_lowercase(),
+            };
+            [
+                c.id.clone(),
+                c.pid.to_string(),
+                status,
+                c.image.as_deref().unwrap_or("-").to_string(),
+                c.fs.clone(),
+                c.created.clone(),
+                c.command.join(" "),
+            ]
+        })
+        .collect();
+    let text = table(
+        ["ID", "PID", "STATUS", "IMAGE", "FS", "CREATED", "COMMAND"],
+        &rows,
     );
-    for c in list {
-        let status = match (c.status, c.exit_code) {
-            (strata_runtime::state::Status::Exited, Some(code)) => format!("exited({code})"),
-            (s, _) => format!("{s:?}").to_lowercase(),
-        };
-        println!(
-            "{:<20} {:>8} {:<8} {:<20} {:<6} {:<20} {}",
-            c.id,
-            c.pid,
-            status,
-            c.image.as_deref().unwrap_or("-"),
-            c.fs,
-            c.created,
-            c.command.join(" ")
-        );
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+        // The reader went away (`strata ps | head -1`): not a failure.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
     }
     Ok(0)
+}
+
+/// Columns as wide as their widest cell (names and statuses vary in length), two spaces apart; the
+/// PID column right-aligned, the last one not padded.
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut width = header.map(str::len);
+    for row in rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| -> String {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                out.push_str(cell);
+            } else if header[i] == "PID" {
+                out.push_str(&format!("{cell:>w$}  ", w = width[i]));
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = width[i]));
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(header);
+    for row in rows {
+        out.push_str(&line(std::array::from_fn(|i| row[i].as_str())));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn columns_fit_their_widest_cell() {
+        let rows = [
+            [
+                "a-long-container-name".to_string(),
+                "7".into(),
+                "exited(137)".into(),
+            ],
+            ["b".to_string(), "12345".into(), "running".into()],
+        ];
+        assert_eq!(
+            super::table(["ID", "PID", "STATUS"], &rows),
+            "ID                       PID  STATUS\n\
+             a-long-container-name      7  exited(137)\n\
+             b                      12345  running\n"
+        );
+    }
 }
