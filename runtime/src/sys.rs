@@ -405,25 +405,33 @@ const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
 const BPF_CGROUP_DEVICE: u32 = 6;
 const BPF_F_ALLOW_MULTI: u32 = 2;
 
-/// Loads `insns` (each a `struct bpf_insn`) as a `BPF_PROG_TYPE_CGROUP_DEVICE` program and attaches it
-/// to the cgroup v2 directory `cgroup` (BPF_F_ALLOW_MULTI, so programs of ancestors keep applying too,
-/// as under runc and systemd). The cgroup holds the program from then on; it goes with the cgroup.
-/// A program the verifier rejects fails with the verifier's log as the error's message.
-pub fn attach_device_program(
-    cgroup: BorrowedFd<'_>,
-    insns: &[crate::cgroups::devices::Insn],
-) -> io::Result<()> {
+/// `union bpf_attr` for BPF_OBJ_PIN and BPF_OBJ_GET.
+#[repr(C)]
+#[derive(Default)]
+struct BpfObj {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+}
+
+const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_OBJ_GET: libc::c_long = 7;
+
+fn bpf(cmd: libc::c_long, attr: *const libc::c_void, size: usize) -> io::Result<i64> {
+    // SAFETY: callers pass a pointer to a live, fully initialised bpf_attr member of `size` bytes whose
+    // own pointers (instructions, license, log, path) stay valid for the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr, size) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Loads `insns` (each a `struct bpf_insn`) as a `BPF_PROG_TYPE_CGROUP_DEVICE` program. A program the
+/// verifier rejects fails with the verifier's log as the error's message.
+pub fn load_device_program(insns: &[crate::cgroups::devices::Insn]) -> io::Result<OwnedFd> {
     const LICENSE: &CStr = c"Apache-2.0";
-    let bpf = |cmd: libc::c_long, attr: *const libc::c_void, size: usize| -> io::Result<i64> {
-        // SAFETY: `attr` points to a live, fully initialised bpf_attr member of `size` bytes; pointers
-        // inside it (instructions, license, log) stay valid for the call.
-        let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr, size) };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(rc)
-        }
-    };
     let mut log = vec![0u8; 4096];
     let mut load = BpfProgLoad {
         prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
@@ -434,12 +442,12 @@ pub fn attach_device_program(
         ..Default::default()
     };
     load.prog_name[..6].copy_from_slice(b"strata");
-    let prog = match bpf(
+    match bpf(
         BPF_PROG_LOAD,
         (&raw const load).cast(),
         size_of::<BpfProgLoad>(),
     ) {
-        Ok(fd) => owned_fd(fd as RawFd),
+        Ok(fd) => Ok(owned_fd(fd as RawFd)),
         Err(first) => {
             // Load again with the verifier's log, for a message that says why.
             load.log_level = 1;
@@ -452,12 +460,18 @@ pub fn attach_device_program(
             );
             let text = String::from_utf8_lossy(&log);
             let text = text.trim_end_matches('\0').trim();
-            return Err(io::Error::new(
+            Err(io::Error::new(
                 first.kind(),
                 format!("{first}; verifier: {}", text.replace('\n', " | ")),
-            ));
+            ))
         }
-    };
+    }
+}
+
+/// Attaches the device program `prog` to the cgroup v2 directory `cgroup` (BPF_F_ALLOW_MULTI, so
+/// programs of ancestors keep applying too, as under runc and systemd). The cgroup holds the program
+/// from then on; it goes with the cgroup.
+pub fn attach_device_program(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
     let attach = BpfProgAttach {
         target_fd: cgroup.as_raw_fd() as u32,
         attach_bpf_fd: prog.as_raw_fd() as u32,
@@ -471,4 +485,24 @@ pub fn attach_device_program(
         size_of::<BpfProgAttach>(),
     )?;
     Ok(())
+}
+
+/// Pins the BPF object `fd` at `path` in a bpffs (BPF_OBJ_PIN).
+pub fn bpf_obj_pin(fd: BorrowedFd<'_>, path: &CStr) -> io::Result<()> {
+    let attr = BpfObj {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: fd.as_raw_fd() as u32,
+        file_flags: 0,
+    };
+    bpf(BPF_OBJ_PIN, (&raw const attr).cast(), size_of::<BpfObj>()).map(drop)
+}
+
+/// Opens the BPF object pinned at `path` (BPF_OBJ_GET).
+pub fn bpf_obj_get(path: &CStr) -> io::Result<OwnedFd> {
+    let attr = BpfObj {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+    };
+    bpf(BPF_OBJ_GET, (&raw const attr).cast(), size_of::<BpfObj>()).map(|fd| owned_fd(fd as RawFd))
 }

@@ -46,7 +46,9 @@ fn a_container_opens_only_the_default_devices() {
 }
 
 /// `strata` run in a private mount namespace with the host's cgroup2 hierarchy bound on /sys/fs/cgroup.
-fn run_on_v2(env: &Env, extra: &[&str], script: &str) -> std::process::Output {
+/// With `bpffs`, a bpffs of its own is mounted on /sys/fs/bpf and the container runs twice, the pins
+/// strata left listed in between.
+fn run_on_v2(env: &Env, extra: &[&str], script: &str, bpffs: bool) -> std::process::Output {
     let cgroup2 = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
@@ -59,7 +61,12 @@ fn run_on_v2(env: &Env, extra: &[&str], script: &str) -> std::process::Output {
     let strata = env.strata();
     let mut c = Command::new("unshare");
     c.args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg("mount --bind \"$0\" /sys/fs/cgroup && exec \"$@\"")
+        .arg(if bpffs {
+            "mount --bind \"$0\" /sys/fs/cgroup && mount -t bpf bpf /sys/fs/bpf && \"$@\" && \
+             ls /sys/fs/bpf/strata && exec \"$@\""
+        } else {
+            "mount --bind \"$0\" /sys/fs/cgroup && exec \"$@\""
+        })
         .arg(&cgroup2)
         .arg(strata.get_program())
         .args(strata.get_args())
@@ -87,6 +94,7 @@ fn the_v2_path_confines_devices_with_an_ebpf_program() {
             &env,
             &["--fs", fs],
             &format!("{SCRIPT}; grep ^0:: /proc/self/cgroup"),
+            false,
         );
         assert!(o.status.success(), "{fs}: {}", common::stderr(&o));
         let out = common::stdout(&o);
@@ -104,8 +112,30 @@ fn the_v2_path_confines_devices_with_an_ebpf_program() {
         &env,
         &["--fs", "fuse", "--userns"],
         "head -c3 /dev/zero | wc -c; grep ^0:: /proc/self/cgroup",
+        false,
     );
     assert!(o.status.success(), "v2 fuse userns: {}", common::stderr(&o));
     assert_eq!(common::stdout(&o), "3\n0::/\n");
+    env.assert_nothing_left();
+}
+
+/// Loading a device program costs far more than attaching one: strata pins the programs it loads in the
+/// host's bpffs (named by their instructions) and the next container with the same rules attaches the
+/// pinned one. Both containers are confined alike.
+#[test]
+fn the_v2_device_program_is_pinned_and_reused() {
+    assert_host_opens_dev_fuse();
+    let env = Env::new();
+    let o = run_on_v2(&env, &["--fs", "kernel"], SCRIPT, true);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let out = common::stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 7, "{out}");
+    assert_refused(&lines[..3].join("\n"), "first container");
+    assert!(
+        lines[3].starts_with("dev-") && lines[3].len() == 4 + 32,
+        "one pinned program named by its hash expected: {out}"
+    );
+    assert_refused(&lines[4..].join("\n"), "second container (pinned program)");
     env.assert_nothing_left();
 }

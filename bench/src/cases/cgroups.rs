@@ -1,6 +1,7 @@
-//! cgroup cases: create; set memory, cpu, pids and io limits; attach a process; read stats; remove —
-//! through cgroups-rs and through direct file writes, on v1 and v2 where present, against 0, 100 and
-//! 1000 existing sibling cgroups. Everything lives under a parent `strata-bench-<pid>-<n>-cg` per case.
+//! cgroup cases: create; set memory, cpu, pids and io limits; set Docker's default device rules; attach a
+//! process; read stats; remove — through cgroups-rs and through direct file writes (for devices on v2:
+//! strata's eBPF device program), on v1 and v2 where present, against 0, 100 and 1000 existing sibling
+//! cgroups. Everything lives under a parent `strata-bench-<pid>-<n>-cg` per case.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,18 +31,20 @@ pub enum Op {
     SetCpu,
     SetPids,
     SetIo,
+    SetDevices,
     Attach,
     ReadStats,
     Remove,
 }
 
 impl Op {
-    pub const ALL: [Op; 8] = [
+    pub const ALL: [Op; 9] = [
         Op::Create,
         Op::SetMemory,
         Op::SetCpu,
         Op::SetPids,
         Op::SetIo,
+        Op::SetDevices,
         Op::Attach,
         Op::ReadStats,
         Op::Remove,
@@ -53,6 +56,7 @@ impl Op {
             Op::SetCpu => "set-cpu",
             Op::SetPids => "set-pids",
             Op::SetIo => "set-io",
+            Op::SetDevices => "set-devices",
             Op::Attach => "attach",
             Op::ReadStats => "read-stats",
             Op::Remove => "remove",
@@ -102,6 +106,11 @@ fn v2_controller(op: Op) -> Option<&'static str> {
 /// Why `backend` cannot run `op` here, if it cannot.
 fn unavailable(backend: Backend, op: Op) -> Option<String> {
     let mode = meta::cgroup_mode();
+    if op == Op::SetDevices && backend == Backend::CgroupsRsV2 {
+        return Some(
+            "cgroups-rs 0.5 has no cgroup v2 device control (that takes an eBPF program)".into(),
+        );
+    }
     if backend.v2() {
         if mode == "v1" {
             return Some("no cgroup2 hierarchy on this host".into());
@@ -125,9 +134,12 @@ fn unavailable(backend: Backend, op: Op) -> Option<String> {
         return Some("no cgroup v1 hierarchies on this host (pure v2)".into());
     }
     let have = meta::cgroup_v1_controllers();
+    let devices = (op == Op::SetDevices).then_some("devices");
     V1_CONTROLLERS
         .iter()
-        .find(|c| !have.iter().any(|h| h == *c))
+        .copied()
+        .chain(devices)
+        .find(|c| !have.iter().any(|h| h == c))
         .map(|c| format!("cgroup v1 controller {c} is not mounted"))
 }
 
@@ -178,6 +190,78 @@ fn dirs(backend: Backend, rel: &str) -> Vec<PathBuf> {
         vec![meta::cgroup2_root().unwrap_or(Path::new(V1_ROOT)).join(rel)]
     } else {
         v1_roots().iter().map(|r| r.join(rel)).collect()
+    }
+}
+
+/// Where set-devices makes its cgroups: the v1 devices hierarchy (not among [`V1_CONTROLLERS`], so the
+/// other cases keep measuring the same hierarchies as before), or the v2 directory.
+fn devices_dir(backend: Backend, rel: &str) -> PathBuf {
+    if backend.v2() {
+        dirs(backend, rel).remove(0)
+    } else {
+        Path::new(V1_ROOT).join("devices").join(rel)
+    }
+}
+
+/// Docker's default device rules on `rel`, as strata sets them on each container: written to the v1
+/// devices controller (through cgroups-rs, or directly), or compiled into an eBPF device program and
+/// attached (v2).
+fn set_devices(backend: Backend, rel: &str, pin_dir: Option<&Path>) -> CaseResult<()> {
+    use cgroups_rs::fs::devices::{DevicePermissions as P, DeviceType, DevicesController};
+    use strata_runtime::cgroups::devices::{self, DeviceKind};
+    let rules = devices::docker_default();
+    match backend {
+        Backend::DirectV1 => {
+            let dir = devices_dir(backend, rel);
+            devices::write_v1(&dir, &rules)
+                .map_err(|e| CaseError::failed(format!("{}: {e}", dir.display())))
+        }
+        Backend::CgroupsRsV1 => {
+            let cg = Cgroup::load_with_specified_controllers(
+                Box::new(hierarchies::V1::new()),
+                rel,
+                vec!["devices".to_string()],
+            );
+            let dev: &DevicesController = cg.controller_of().ok_or_else(|| {
+                CaseError::failed("no devices controller in the cgroups-rs handle")
+            })?;
+            for r in &rules {
+                let kind = match r.kind {
+                    DeviceKind::All => DeviceType::All,
+                    DeviceKind::Char => DeviceType::Char,
+                    DeviceKind::Block => DeviceType::Block,
+                };
+                let perms: Vec<P> = [
+                    (devices::READ, P::Read),
+                    (devices::WRITE, P::Write),
+                    (devices::MKNOD, P::MkNod),
+                ]
+                .into_iter()
+                .filter(|(bit, _)| r.access & bit != 0)
+                .map(|(_, p)| p)
+                .collect();
+                let num = |n: Option<u32>| n.map_or(-1, i64::from);
+                if r.allow {
+                    dev.allow_device(kind, num(r.major), num(r.minor), &perms)
+                } else {
+                    dev.deny_device(kind, num(r.major), num(r.minor), &perms)
+                }
+                .map_err(rs_err)?;
+            }
+            Ok(())
+        }
+        Backend::DirectV2 => {
+            let dir = devices_dir(backend, rel);
+            let fd = std::fs::File::open(&dir)
+                .map_err(|e| CaseError::failed(format!("open {}: {e}", dir.display())))?;
+            let fd = std::os::fd::AsFd::as_fd(&fd);
+            match pin_dir {
+                Some(pins) => devices::attach_pinned(fd, &rules, pins),
+                None => devices::attach(fd, &rules),
+            }
+            .map_err(|e| CaseError::failed(format!("device program on {}: {e}", dir.display())))
+        }
+        Backend::CgroupsRsV2 => Err(CaseError::Skipped("no cgroups-rs v2 device control".into())),
     }
 }
 
@@ -250,6 +334,10 @@ struct CgCase {
     round: u64,
     holder: Option<NsHolder>,
     device: Option<(u64, u64)>,
+    /// set-devices on v2 with the pins in a bpffs of the case's own (mounted on this temp dir), so the
+    /// samples after the first attach the pinned program even where the host has no bpffs.
+    pinned: bool,
+    bpffs: Option<tempfile::TempDir>,
 }
 
 impl CgCase {
@@ -386,7 +474,11 @@ impl CgCase {
 
 impl Case for CgCase {
     fn subject(&self) -> String {
-        self.backend.name().into()
+        if self.pinned {
+            format!("{}-pinned", self.backend.name())
+        } else {
+            self.backend.name().into()
+        }
     }
     fn prepare(&mut self) -> CaseResult<()> {
         if let Some(reason) = unavailable(self.backend, self.op) {
@@ -397,6 +489,19 @@ impl Case for CgCase {
                 block_device()
                     .ok_or_else(|| CaseError::Skipped("no block device for io limits".into()))?,
             );
+        }
+        if self.pinned {
+            let dir =
+                tempfile::tempdir().map_err(|e| CaseError::failed(format!("tempdir: {e}")))?;
+            nix::mount::mount(
+                Some("bpf"),
+                dir.path(),
+                Some("bpf"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            )
+            .map_err(|e| CaseError::Skipped(format!("cannot mount a bpffs: {e}")))?;
+            self.bpffs = Some(dir);
         }
         self.parent = unique_name("cg");
         // The parent and the siblings are made with direct writes: they are scenery, not measured.
@@ -419,7 +524,13 @@ impl Case for CgCase {
         for i in 0..self.siblings {
             create(direct, &format!("{}/s{i}", self.parent))?;
         }
-        if !matches!(self.op, Op::Create | Op::Remove) {
+        if self.op == Op::SetDevices && !self.backend.v2() {
+            let d = devices_dir(self.backend, &self.parent);
+            std::fs::create_dir(&d)
+                .map_err(|e| CaseError::failed(format!("mkdir {}: {e}", d.display())))?;
+        }
+        // set-devices makes a fresh cgroup per sample: device programs pile up on a v2 cgroup.
+        if !matches!(self.op, Op::Create | Op::Remove | Op::SetDevices) {
             create(direct, &self.target())?;
         }
         if self.op == Op::Attach {
@@ -463,6 +574,19 @@ impl Case for CgCase {
                 std::hint::black_box(self.read_stats()?);
                 start.elapsed()
             }
+            Op::SetDevices => {
+                let d = devices_dir(self.backend, &t);
+                std::fs::create_dir(&d)
+                    .map_err(|e| CaseError::failed(format!("mkdir {}: {e}", d.display())))?;
+                let start = Instant::now();
+                let pins = self.bpffs.as_ref().map(|d| d.path().join("strata"));
+                let set = set_devices(self.backend, &t, pins.as_deref());
+                let e = start.elapsed();
+                std::fs::remove_dir(&d)
+                    .map_err(|e| CaseError::failed(format!("rmdir {}: {e}", d.display())))?;
+                set?;
+                e
+            }
             _ => {
                 let start = Instant::now();
                 self.set(self.round)?;
@@ -475,12 +599,20 @@ impl Case for CgCase {
         if let Some(h) = self.holder.take() {
             let _ = h.release();
         }
+        if let Some(dir) = self.bpffs.take() {
+            let _ = nix::mount::umount2(dir.path(), nix::mount::MntFlags::MNT_DETACH);
+        }
         if !self.parent.is_empty() {
             let direct = if self.backend.v2() {
                 Backend::DirectV2
             } else {
                 Backend::DirectV1
             };
+            if self.op == Op::SetDevices && !self.backend.v2() {
+                let d = devices_dir(self.backend, &self.parent);
+                let _ = std::fs::remove_dir(d.join("t"));
+                let _ = std::fs::remove_dir(d);
+            }
             // Exited processes leave their cgroup asynchronously; retry briefly.
             for _ in 0..50 {
                 remove_tree(direct, &self.parent);
@@ -493,7 +625,7 @@ impl Case for CgCase {
         }
     }
     fn quiesce(&self) -> Duration {
-        if matches!(self.op, Op::Create | Op::Remove) {
+        if matches!(self.op, Op::Create | Op::Remove | Op::SetDevices) {
             CG_QUIESCE
         } else {
             Duration::ZERO
@@ -507,6 +639,13 @@ pub fn groups(suite: Suite) -> Vec<Group> {
         _ => &[0, 100, 1000],
     };
     let mut out = Vec::new();
+    let pins = if nix::sys::statfs::statfs("/sys/fs/bpf")
+        .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
+    {
+        "here a bpffs is mounted: the later samples attach the pinned program"
+    } else {
+        "here no bpffs is mounted: every sample loads"
+    };
     for op in Op::ALL {
         for &n in siblings {
             let mut g = Group::new(
@@ -516,12 +655,20 @@ pub fn groups(suite: Suite) -> Vec<Group> {
                     "cgroup {} with {n} existing sibling cgroups, timed around the operation alone. v1 uses the \
                      controllers memory, cpu, cpuacct, pids, blkio; cgroups-rs is called with the same set. set-* writes \
                      alternate between two values so no write is a no-op; attach moves one sleeping process \
-                     between two cgroups; create and remove pause 2 ms after each sample.",
+                     between two cgroups; create and remove pause 2 ms after each sample. set-devices writes \
+                     Docker's default device rules (deny all, then 12 allow rules: strata's default for each \
+                     container) into a fresh cgroup per sample, made and removed untimed (v1: in the devices \
+                     hierarchy, through cgroups-rs or strata's writer; v2: strata's eBPF device program, \
+                     compiled and attached, loaded by the first sample and pinned in /sys/fs/bpf/strata when a \
+                     bpffs is mounted there, loaded by every sample otherwise ({pins}); direct-v2-pinned \
+                     keeps its pins in a bpffs of its own, so its samples after the first attach the pinned \
+                     program; cgroups-rs has no v2 device control).",
                     op.name()
                 ),
             )
             .reference("direct-v1");
-            for b in Backend::ALL {
+            let pinned = (op == Op::SetDevices).then_some((Backend::DirectV2, true));
+            for (b, pinned) in Backend::ALL.into_iter().map(|b| (b, false)).chain(pinned) {
                 g = g.case(CgCase {
                     backend: b,
                     op,
@@ -530,6 +677,8 @@ pub fn groups(suite: Suite) -> Vec<Group> {
                     round: 0,
                     holder: None,
                     device: None,
+                    pinned,
+                    bpffs: None,
                 });
             }
             out.push(g);

@@ -339,6 +339,97 @@ pub fn program(rules: &[DeviceRule]) -> Vec<Insn> {
     prog
 }
 
+/// Writes the rules in order into the v1 devices cgroup `dir`, each in its own write(2) (the kernel takes one rule per write), through
+/// one open file per kind of rule.
+pub fn write_v1(dir: &std::path::Path, rules: &[DeviceRule]) -> Result<()> {
+    use std::io::Write;
+    let mut files: [Option<std::fs::File>; 2] = [None, None];
+    for rule in rules {
+        let name = rule.v1_file();
+        let file = &mut files[usize::from(rule.allow)];
+        let value = rule.to_string();
+        let rejected = |source| CgroupError::LimitRejected {
+            limit: "device-rule",
+            file: name.to_string(),
+            value: value.clone(),
+            source,
+        };
+        if file.is_none() {
+            let path = dir.join(name);
+            *file = Some(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(rejected)?,
+            );
+        }
+        if let Some(f) = file {
+            f.write_all(value.as_bytes()).map_err(rejected)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where strata pins the device programs it loads, named by their instructions, in the host's bpffs.
+pub const PIN_DIR: &str = "/sys/fs/bpf/strata";
+
+/// The pin of `prog` in `dir`: "dev-" and the first 16 bytes of the SHA-256 of its instructions, in hex.
+fn pin_path(dir: &std::path::Path, prog: &[Insn]) -> std::ffi::CString {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for i in prog {
+        h.update([i.code, i.regs]);
+        h.update(i.off.to_le_bytes());
+        h.update(i.imm.to_le_bytes());
+    }
+    let hex: String = h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = dir.join(format!("dev-{hex}"));
+    std::ffi::CString::new(path.into_os_string().into_encoded_bytes())
+        .unwrap_or_else(|_| c"/nonexistent/pin path with a NUL".to_owned())
+}
+
+/// Attaches a device program enforcing `rules` to the cgroup v2 directory `cgroup`. Loading a program
+/// (the verifier, the JIT) costs ~0.35 ms per container on this project's test VM, attaching one
+/// ~0.05 ms: so a program loaded once is pinned in the host's bpffs under [`PIN_DIR`], by the hash of its
+/// instructions, and later containers with the same rules attach the pinned program. Without a bpffs at
+/// /sys/fs/bpf every container loads its own. The pins can be deleted at any time: an attached program
+/// lives as long as its cgroup, and the next container pins again.
+pub fn attach(cgroup: std::os::fd::BorrowedFd<'_>, rules: &[DeviceRule]) -> std::io::Result<()> {
+    attach_pinned(cgroup, rules, std::path::Path::new(PIN_DIR))
+}
+
+/// [`attach`] with the pins in `pin_dir`, a directory in a bpffs (made when missing).
+pub fn attach_pinned(
+    cgroup: std::os::fd::BorrowedFd<'_>,
+    rules: &[DeviceRule],
+    pin_dir: &std::path::Path,
+) -> std::io::Result<()> {
+    use crate::sys;
+    use std::os::fd::AsFd;
+    let prog = program(rules);
+    let pin = pin_path(pin_dir, &prog);
+    if let Ok(fd) = sys::bpf_obj_get(&pin) {
+        if sys::attach_device_program(cgroup, fd.as_fd()).is_ok() {
+            return Ok(());
+        }
+        // Not an attachable device program after all: load a fresh one and pin that instead.
+        let _ = std::fs::remove_file(
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(pin.as_bytes()),
+        );
+    }
+    let fd = sys::load_device_program(&prog)?;
+    sys::attach_device_program(cgroup, fd.as_fd())?;
+    // Best effort: with no bpffs mounted, or a race with another strata pinning the same program, the
+    // next container loads its own or finds the other's.
+    let _ = std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(pin_dir);
+    let _ = sys::bpf_obj_pin(fd.as_fd(), &pin);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,6 @@ use cgroups_rs::fs::{Cgroup, ControllIdentifier, Controller, MaxValue, Subsystem
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::devices::DeviceRule;
 use super::format::{self, CPU_PERIOD_US};
 use super::v1_mounts;
 use super::{CgroupError, CgroupStats, Resources, Result, read_opt, wait_until};
@@ -103,37 +102,6 @@ fn make_parent(cg: &Cgroup) {
             _ => {}
         }
     }
-}
-
-/// Writes the rules in order, each in its own write(2) (the kernel takes one rule per write), through
-/// one open file per kind of rule.
-fn write_device_rules(dir: &Path, rules: &[DeviceRule]) -> Result<()> {
-    use std::io::Write;
-    let mut files: [Option<std::fs::File>; 2] = [None, None];
-    for rule in rules {
-        let name = rule.v1_file();
-        let file = &mut files[usize::from(rule.allow)];
-        let value = rule.to_string();
-        let rejected = |source| CgroupError::LimitRejected {
-            limit: "device-rule",
-            file: name.to_string(),
-            value: value.clone(),
-            source,
-        };
-        if file.is_none() {
-            let path = dir.join(name);
-            *file = Some(
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(rejected)?,
-            );
-        }
-        if let Some(f) = file {
-            f.write_all(value.as_bytes()).map_err(rejected)?;
-        }
-    }
-    Ok(())
 }
 
 /// The io::Error under a cgroups-rs error, if any (its Display is a Debug dump).
@@ -358,7 +326,7 @@ impl V1Cgroup {
         }
         if !res.devices.is_empty() {
             let dev: &DevicesController = self.controller("device-rule")?;
-            write_device_rules(dev.path(), &res.devices)?;
+            super::devices::write_v1(dev.path(), &res.devices)?;
         }
         Ok(())
     }

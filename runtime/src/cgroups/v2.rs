@@ -141,15 +141,13 @@ fn attach_device_rules(cg: &V2Cgroup, rules: &[super::devices::DeviceRule]) -> R
         return Ok(());
     }
     let fd = cg.dir_fd()?;
-    crate::sys::attach_device_program(
-        std::os::fd::AsFd::as_fd(&fd),
-        &super::devices::program(rules),
-    )
-    .map_err(|source| CgroupError::LimitRejected {
-        limit: "device-rule",
-        file: "BPF_CGROUP_DEVICE".into(),
-        value: format!("{} rules", rules.len()),
-        source,
+    super::devices::attach(std::os::fd::AsFd::as_fd(&fd), rules).map_err(|source| {
+        CgroupError::LimitRejected {
+            limit: "device-rule",
+            file: "BPF_CGROUP_DEVICE".into(),
+            value: format!("{} rules", rules.len()),
+            source,
+        }
     })
 }
 
