@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::conditions::Conditions;
 use crate::report::fmt_ns;
 use crate::report::json::{JsonError, Results};
 use crate::stats::{self, Change, DecisionRule, Verdict};
@@ -23,6 +24,16 @@ pub struct Comparison {
     pub changes: Vec<MetricChange>,
     /// Metrics present in only one of the runs (or without samples in one).
     pub unmatched: Vec<String>,
+    /// What each machine did during each group both runs have, where recorded: a regression measured
+    /// while the host was busier (steal, CPU pressure) may be the host's, not the code's.
+    pub conditions: Vec<GroupConditions>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GroupConditions {
+    pub group: String,
+    pub base: Option<Conditions>,
+    pub new: Option<Conditions>,
 }
 
 impl Comparison {
@@ -62,10 +73,23 @@ pub fn compare(base: &Results, new: &Results, rule: DecisionRule) -> Comparison 
             }
         }
     }
+    let conditions = new
+        .groups
+        .iter()
+        .filter_map(|g| {
+            let b = base.groups.iter().find(|bg| bg.id() == g.id())?;
+            (b.conditions.is_some() || g.conditions.is_some()).then(|| GroupConditions {
+                group: g.id(),
+                base: b.conditions.clone(),
+                new: g.conditions.clone(),
+            })
+        })
+        .collect();
     Comparison {
         rule,
         changes,
         unmatched,
+        conditions,
     }
 }
 
@@ -105,6 +129,32 @@ pub fn render_markdown(base: &Path, new: &Path, cmp: &Comparison) -> String {
             c.p_value,
             c.verdict
         );
+    }
+    if !cmp.conditions.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nThe machine during each group, base → new (steal and iowait as shares of all CPU time, CPU \
+             pressure as the share of time some task waited for a CPU; a change measured while the host was \
+             busier may be the host's):\n\n| group | steal | iowait | CPU pressure | load average |\n|---|---|---|---|---|"
+        );
+        let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1}%"));
+        let num = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
+        for g in &cmp.conditions {
+            let (b, n) = (g.base.as_ref(), g.new.as_ref());
+            let _ = writeln!(
+                out,
+                "| {} | {} → {} | {} → {} | {} → {} | {} → {} |",
+                g.group,
+                pct(b.map(|c| c.steal_pct)),
+                pct(n.map(|c| c.steal_pct)),
+                pct(b.map(|c| c.iowait_pct)),
+                pct(n.map(|c| c.iowait_pct)),
+                pct(b.and_then(|c| c.cpu_pressure_pct)),
+                pct(n.and_then(|c| c.cpu_pressure_pct)),
+                num(b.and_then(|c| c.load_start)),
+                num(n.and_then(|c| c.load_start)),
+            );
+        }
     }
     if !cmp.unmatched.is_empty() {
         let _ = writeln!(

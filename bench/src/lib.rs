@@ -3,6 +3,7 @@
 
 pub mod cases;
 pub mod compare;
+pub mod conditions;
 pub mod meta;
 pub mod phases;
 pub mod podman;

@@ -108,6 +108,8 @@ pub fn run_group(group: &mut Group, plan: Plan, progress: &Progress) -> GroupRes
             }
         })
         .collect();
+    // Over warm-up and samples only: preparing (an image load, a fixture tree) is not what they saw.
+    let before = crate::conditions::Snapshot::take();
     for round in 0..plan.warmup + plan.samples {
         for (case, slot) in group.cases.iter_mut().zip(&mut slots) {
             if slot.status != Status::Ok {
@@ -143,6 +145,7 @@ pub fn run_group(group: &mut Group, plan: Plan, progress: &Progress) -> GroupRes
         }
         progress.round();
     }
+    let conditions = before.until(&crate::conditions::Snapshot::take());
     for case in &mut group.cases {
         case.teardown();
     }
@@ -162,6 +165,7 @@ pub fn run_group(group: &mut Group, plan: Plan, progress: &Progress) -> GroupRes
         duration_s: started.elapsed().as_secs_f64(),
         cases,
         ratios,
+        conditions,
     }
 }
 

@@ -78,6 +78,9 @@ pub struct GroupResult {
     pub cases: Vec<CaseRecord>,
     /// subject ÷ reference, CI from paired resampling over interleaving rounds.
     pub ratios: Vec<RatioRecord>,
+    /// What the machine was doing meanwhile (absent in results written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<crate::conditions::Conditions>,
 }
 
 impl GroupResult {

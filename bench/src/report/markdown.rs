@@ -251,6 +251,9 @@ pub fn render(r: &Results, plots: &Plots) -> String {
                 g.method,
                 g.duration_s
             );
+            if let Some(c) = &g.conditions {
+                let _ = writeln!(out, "Machine during the samples: {}.\n", c.describe());
+            }
             stats_table(&mut out, g);
             ratio_table(&mut out, g);
             extras(&mut out, g);
