@@ -104,6 +104,8 @@ pub struct ProcessOptions {
     pub userns: bool,
     /// `--security-opt seccomp=unconfined`: no seccomp filter.
     pub seccomp_unconfined: bool,
+    /// `-t`: the command runs on a pty (`process.terminal`), with TERM=xterm unless set, as under Docker.
+    pub tty: bool,
 }
 
 /// Parses a capability name as Docker accepts it: `NET_ADMIN`, `CAP_NET_ADMIN`, `net_admin`, or `ALL`.
@@ -317,6 +319,9 @@ pub fn build(
     let mut env = vec![DEFAULT_PATH.to_string()];
     merge_env(&mut env, &image.env)?;
     merge_env(&mut env, &[format!("HOSTNAME={hostname}")])?;
+    if opts.tty {
+        merge_env(&mut env, &["TERM=xterm".to_string()])?;
+    }
     merge_env(&mut env, &opts.env)?;
 
     let cwd = match opts
@@ -367,6 +372,7 @@ pub fn build(
         .build()?;
 
     let process = ProcessBuilder::default()
+        .terminal(opts.tty)
         .args(args)
         .env(env)
         .cwd(cwd)

@@ -506,3 +506,31 @@ pub fn bpf_obj_get(path: &CStr) -> io::Result<OwnedFd> {
     };
     bpf(BPF_OBJ_GET, (&raw const attr).cast(), size_of::<BpfObj>()).map(|fd| owned_fd(fd as RawFd))
 }
+
+// ============================================================================================================
+// Terminals (used by process/tty.rs)
+// ============================================================================================================
+
+/// The window size of the terminal `fd` (TIOCGWINSZ).
+pub fn window_size(fd: BorrowedFd<'_>) -> io::Result<libc::winsize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one struct winsize to the pointer, which points to a live one.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ws)
+}
+
+/// Sets the window size of the terminal `fd` (TIOCSWINSZ); its foreground process group gets SIGWINCH.
+pub fn set_window_size(fd: BorrowedFd<'_>, ws: &libc::winsize) -> io::Result<()> {
+    // SAFETY: TIOCSWINSZ reads one struct winsize from the pointer, which points to a live one.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws as *const libc::winsize) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -41,8 +41,15 @@ pub struct RunArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Run in the background; print the id.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "tty")]
     pub detach: bool,
+    /// Give the command a terminal (a pty in the container's devpts): strata relays its stdin and stdout
+    /// to it, puts a terminal caller in raw mode meanwhile and passes window size changes on.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Accepted for Docker's `-it` habit: strata always passes its stdin to the container.
+    #[arg(short, long)]
+    pub interactive: bool,
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
@@ -213,6 +220,7 @@ pub fn main(
             join: args.join,
             userns: args.userns,
             seccomp_unconfined: args.security_opt.contains(&SecurityOpt::SeccompUnconfined),
+            tty: args.tty,
         },
         image_defaults: ImageDefaults::default(),
         resources: Resources {

@@ -380,6 +380,18 @@ fn start_and_wait(
         }
     }
 
+    // `-t`: the master came over the socket before the exec; relay it while the container runs.
+    let relay = match &p.tty {
+        Some(sock) => match process::tty::recv_master(sock).and_then(process::tty::Relay::start) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                abort_child(pid);
+                return Err(fail(io("relaying the container's terminal")(e), started));
+            }
+        },
+        None => None,
+    };
+
     // The state says "running" only once the command runs (a signal sent earlier could hit a pid 1
     // without handlers); until then the claimed directory has no state.json and gc leaves it alone.
     ph.start("state");
@@ -398,7 +410,14 @@ fn start_and_wait(
     started(Ok(()));
 
     ph.start("run");
-    let status = forwarder.wait(pid).map_err(ProcessError::Wait)?;
+    let status = match &relay {
+        Some(r) => forwarder.wait_with(pid, &mut || r.resize()),
+        None => forwarder.wait(pid),
+    }
+    .map_err(ProcessError::Wait)?;
+    if let Some(r) = relay {
+        r.finish();
+    }
     st.status = Status::Exited;
     Ok((status.code(), st))
 }

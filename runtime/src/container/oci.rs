@@ -120,6 +120,7 @@ fn create_claimed(
         plan,
         fuse: None,
         idmap_sources: if userns { vec![root.clone()] } else { vec![] },
+        tty: None,
     };
 
     let cgroup = held_cgroup.insert(ContainerCgroup::create(cg_parent, cg_name, &resources)?);

@@ -24,6 +24,8 @@ pub(super) struct Prepared {
     /// Directories the parent hands to the child as idmapped mounts (user namespace): the bind rootfs,
     /// or each overlay lower layer in order.
     pub(super) idmap_sources: Vec<PathBuf>,
+    /// `-t`: strata's end of the socket the child sends its pty master over.
+    pub(super) tty: Option<std::os::unix::net::UnixStream>,
 }
 
 pub(super) fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepared, ContainerError> {
@@ -196,7 +198,17 @@ pub(super) fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepare
         }
     }
     let cgroup_rel = format!("{}/{id}", cfg.cgroup_parent);
-    let plan = child_plan(&spec, source, &root, fuse.as_ref(), cfg.init, &cgroup_rel)?;
+    let mut plan = child_plan(&spec, source, &root, fuse.as_ref(), cfg.init, &cgroup_rel)?;
+    // `-t`: the child sends the master of the pty it opens in its devpts over this pair (as to an OCI
+    // caller's console socket); strata relays it.
+    let tty = if cfg.process.tty {
+        let (ours, child) =
+            std::os::unix::net::UnixStream::pair().map_err(io("creating the terminal socket"))?;
+        plan.console = Some(child);
+        Some(ours)
+    } else {
+        None
+    };
     if plan.rootfs.is_none() {
         return Err(ContainerError::Usage(
             "sharing the host's mount namespace is not supported by strata run".into(),
@@ -211,6 +223,7 @@ pub(super) fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepare
         plan,
         fuse,
         idmap_sources,
+        tty,
     })
 }
 

@@ -11,6 +11,7 @@ mod child;
 mod console;
 pub mod init;
 pub mod sync;
+pub mod tty;
 mod wait;
 
 use std::ffi::CString;

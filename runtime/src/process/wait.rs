@@ -43,6 +43,8 @@ impl SignalForwarder {
     pub fn install() -> Result<SignalForwarder, Errno> {
         let mut set = SigSet::empty();
         set.add(Signal::SIGCHLD);
+        // Read, never forwarded: it is the caller's terminal that changed size (see `wait_with`).
+        set.add(Signal::SIGWINCH);
         for s in FORWARDED {
             set.add(s);
         }
@@ -53,6 +55,11 @@ impl SignalForwarder {
 
     /// Waits for `pid` to end, forwarding SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to it meanwhile.
     pub fn wait(&mut self, pid: Pid) -> Result<ExitStatus, Errno> {
+        self.wait_with(pid, &mut || {})
+    }
+
+    /// [`wait`](Self::wait), calling `on_winch` on each SIGWINCH (`run -t` passes the new size on).
+    pub fn wait_with(&mut self, pid: Pid, on_winch: &mut dyn FnMut()) -> Result<ExitStatus, Errno> {
         loop {
             match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(_, c)) => return Ok(ExitStatus::Exited(c)),
@@ -64,7 +71,9 @@ impl SignalForwarder {
             match self.sfd.read_signal() {
                 Ok(Some(info)) => {
                     let signo = info.ssi_signo as i32;
-                    if signo != libc::SIGCHLD {
+                    if signo == libc::SIGWINCH {
+                        on_winch();
+                    } else if signo != libc::SIGCHLD {
                         if let Ok(sig) = Signal::try_from(signo) {
                             let _ = kill(pid, sig);
                         }
