@@ -130,3 +130,42 @@ fn tty_gives_the_command_a_terminal_of_the_callers_size_and_relays_it() {
     );
     env.assert_nothing_left();
 }
+
+#[test]
+fn exec_tty_relays_a_terminal_into_a_running_container() {
+    let env = Env::new();
+    let name = common::unique("tty");
+    let run = env.run(&["-d", "--name", &name], &["/bin/sleep", "60"]);
+    assert!(run.status.success(), "{}", common::stderr(&run));
+    let pty = openpty(
+        Some(&Winsize {
+            ws_row: 21,
+            ws_col: 66,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        }),
+        None,
+    )
+    .unwrap();
+    let child = env
+        .strata()
+        .args(["exec", "-it", &name, "--", "/bin/sh", "-c"])
+        .arg("tty; stty size; echo TERM=$TERM; exit 4")
+        .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::from(pty.slave.try_clone().unwrap()))
+        .spawn()
+        .unwrap();
+    let screen = Screen::new(std::fs::File::from(pty.master));
+    let out = common::wait_child(child);
+    screen.wait_for("TERM=xterm");
+    let shown = screen.text();
+    assert_eq!(out.status.code(), Some(4), "{shown:?}");
+    assert!(
+        shown.starts_with("/dev/pts/") && shown.contains("21 66"),
+        "{shown:?}"
+    );
+    let rm = env.strata().args(["rm", "-f", &name]).output().unwrap();
+    assert!(rm.status.success(), "{}", common::stderr(&rm));
+    env.assert_nothing_left();
+}

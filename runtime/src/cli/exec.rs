@@ -22,9 +22,13 @@ pub struct ExecArgs {
     /// Working directory inside the container.
     #[arg(short, long, visible_alias = "cwd")]
     pub workdir: Option<String>,
-    /// Give the process a pty (its master goes to --console-socket).
+    /// Give the process a pty: its master goes to --console-socket, or without one strata relays it to
+    /// its own stdin and stdout (as `run -t`).
     #[arg(short, long)]
     pub tty: bool,
+    /// Accepted for Docker's `-it` habit: strata always passes its stdin to the process.
+    #[arg(short, long)]
+    pub interactive: bool,
     /// Unix socket that receives the pty master.
     #[arg(long)]
     pub console_socket: Option<PathBuf>,

@@ -73,17 +73,32 @@ pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
         .as_deref()
         .map(super::oci::PidFile::open)
         .transpose()?;
+    // Without --console-socket strata relays the terminal itself (`strata exec -it ID sh`), as `run -t`.
+    let mut relay_end = None;
     let console = match (terminal, &cfg.console_socket) {
         (false, _) => None,
         (true, Some(sock)) => Some(super::oci::connect_console(sock)?),
+        (true, None) if !cfg.detach => {
+            let (ours, child) =
+                std::os::unix::net::UnixStream::pair().map_err(|err| ContainerError::Io {
+                    what: "creating the terminal socket".into(),
+                    err,
+                })?;
+            relay_end = Some(ours);
+            Some(child)
+        }
         (true, None) => {
             return Err(ContainerError::Usage(
-                "a terminal (--tty or process.terminal) needs --console-socket".into(),
+                "a detached process with a terminal (--tty or process.terminal) needs --console-socket"
+                    .into(),
             ));
         }
     };
     let process = spec.process_mut().as_mut().ok_or(ProcessError::NoProcess)?;
     let mut env = process.env().clone().unwrap_or_default();
+    if relay_end.is_some() && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
     spec::merge_env(&mut env, &cfg.env)?;
     process.set_env(Some(env.clone()));
     let cwd = match &cfg.workdir {
@@ -180,5 +195,26 @@ pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
     if cfg.detach {
         return Ok(0);
     }
-    Ok(forwarder.wait(pid).map_err(ProcessError::Wait)?.code())
+    let mut relay = match &relay_end {
+        Some(sock) => match process::tty::recv_master(sock).and_then(process::tty::Relay::start) {
+            Ok(r) => Some(r),
+            Err(err) => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = forwarder.wait(pid);
+                return Err(ContainerError::Io {
+                    what: "relaying the terminal".into(),
+                    err,
+                });
+            }
+        },
+        None => None,
+    };
+    let status = match relay.as_mut() {
+        Some(r) => forwarder.wait_relaying(pid, r),
+        None => forwarder.wait(pid),
+    }
+    .map_err(ProcessError::Wait)?;
+    // The caller's terminal is restored before anything else is printed.
+    drop(relay);
+    Ok(status.code())
 }

@@ -381,7 +381,7 @@ fn start_and_wait(
     }
 
     // `-t`: the master came over the socket before the exec; relay it while the container runs.
-    let relay = match &p.tty {
+    let mut relay = match &p.tty {
         Some(sock) => match process::tty::recv_master(sock).and_then(process::tty::Relay::start) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -410,14 +410,13 @@ fn start_and_wait(
     started(Ok(()));
 
     ph.start("run");
-    let status = match &relay {
-        Some(r) => forwarder.wait_with(pid, &mut || r.resize()),
+    let status = match relay.as_mut() {
+        Some(r) => forwarder.wait_relaying(pid, r),
         None => forwarder.wait(pid),
     }
     .map_err(ProcessError::Wait)?;
-    if let Some(r) = relay {
-        r.finish();
-    }
+    // The caller's terminal is restored before anything else is printed.
+    drop(relay);
     st.status = Status::Exited;
     Ok((status.code(), st))
 }

@@ -4,10 +4,9 @@
 //! container's line discipline and become its signals) and restored after, and its window size is passed on
 //! at start and on every SIGWINCH.
 
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::thread::JoinHandle;
 
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::sys::termios::{self, SetArg, Termios};
@@ -37,17 +36,18 @@ pub fn recv_master(console: &UnixStream) -> io::Result<OwnedFd> {
     ))
 }
 
-/// The relay between strata's stdio and the container's pty. [`Relay::finish`] waits for the container's
-/// output to drain and restores the caller's terminal; dropping it restores the terminal too.
+/// The relay between strata's stdio and the container's pty, driven from strata's wait loop (one thread:
+/// `strata exec` has joined the container's pid namespace, where the kernel refuses new threads).
+/// Dropping it restores the caller's terminal.
 pub struct Relay {
-    master: std::sync::Arc<OwnedFd>,
-    output: Option<JoinHandle<()>>,
+    master: OwnedFd,
     saved: Option<Termios>,
+    /// Still reading strata's stdin (false after its end).
+    pub stdin_open: bool,
 }
 
 impl Relay {
     pub fn start(master: OwnedFd) -> io::Result<Relay> {
-        let master = std::sync::Arc::new(master);
         let stdin = io::stdin();
         // Raw mode only on a terminal: piped input is passed as it is.
         let saved = match termios::tcgetattr(stdin.as_fd()) {
@@ -59,25 +59,17 @@ impl Relay {
             }
             Err(_) => None,
         };
-        // From here on, dropping `relay` (an error below) restores the terminal.
-        let mut relay = Relay {
-            master: master.clone(),
-            output: None,
+        let relay = Relay {
+            master,
             saved,
+            stdin_open: true,
         };
         relay.resize();
-        // Each direction owns a file of its own on the master.
-        let mut from_pty = std::fs::File::from(master.try_clone()?);
-        let mut to_pty = std::fs::File::from(master.try_clone()?);
-        let output = std::thread::Builder::new()
-            .name("tty-out".into())
-            .spawn(move || copy(&mut from_pty, &mut io::stdout()))?;
-        // Never joined: it blocks on strata's stdin, which may outlive the container; exit ends it.
-        std::thread::Builder::new()
-            .name("tty-in".into())
-            .spawn(move || copy(&mut io::stdin(), &mut to_pty))?;
-        relay.output = Some(output);
         Ok(relay)
+    }
+
+    pub fn master(&self) -> BorrowedFd<'_> {
+        self.master.as_fd()
     }
 
     /// Passes the caller's window size (stdin's, else stdout's) to the container's terminal.
@@ -89,12 +81,43 @@ impl Relay {
         }
     }
 
-    /// After the container ended: everything it wrote is relayed (its pty reads EIO once the last of its
-    /// processes closed it), then the caller's terminal is restored.
-    pub fn finish(mut self) {
-        if let Some(h) = self.output.take() {
-            let _ = h.join();
+    /// strata's stdin is readable: pass what is there to the container.
+    pub fn pump_stdin(&mut self) {
+        let mut buf = [0u8; 8192];
+        match nix::unistd::read(io::stdin().as_fd(), &mut buf) {
+            Ok(0) => self.stdin_open = false,
+            Ok(n) => {
+                if write_all(self.master.as_fd(), &buf[..n]).is_err() {
+                    self.stdin_open = false;
+                }
+            }
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+            Err(_) => self.stdin_open = false,
         }
+    }
+
+    /// The pty is readable: pass its output on. False once it is gone (EIO: every slave fd closed).
+    pub fn pump_output(&mut self) -> bool {
+        let mut buf = [0u8; 8192];
+        match nix::unistd::read(self.master.as_fd(), &mut buf) {
+            Ok(0) => false,
+            Ok(n) => {
+                let _ = write_all(io::stdout().as_fd(), &buf[..n]);
+                true
+            }
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// After the process ended: what it wrote and strata has not relayed yet, without waiting for
+    /// processes it left behind that may still hold the pty.
+    pub fn drain(&mut self) {
+        let readable = |fd: BorrowedFd<'_>| {
+            let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+            nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
+        };
+        while readable(self.master.as_fd()) && self.pump_output() {}
     }
 }
 
@@ -106,20 +129,13 @@ impl Drop for Relay {
     }
 }
 
-/// Copies until end of input or an error (a pty master reads EIO when its slave is gone), flushing after
-/// every read so output appears as it comes.
-fn copy(from: &mut impl Read, to: &mut impl Write) {
-    let mut buf = [0u8; 8192];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).and_then(|()| to.flush()).is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
+fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> nix::Result<()> {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e),
         }
     }
+    Ok(())
 }

@@ -43,7 +43,7 @@ impl SignalForwarder {
     pub fn install() -> Result<SignalForwarder, Errno> {
         let mut set = SigSet::empty();
         set.add(Signal::SIGCHLD);
-        // Read, never forwarded: it is the caller's terminal that changed size (see `wait_with`).
+        // Read, never forwarded: it is the caller's terminal that changed size (see `wait_relaying`).
         set.add(Signal::SIGWINCH);
         for s in FORWARDED {
             set.add(s);
@@ -53,13 +53,77 @@ impl SignalForwarder {
         Ok(SignalForwarder { sfd })
     }
 
-    /// Waits for `pid` to end, forwarding SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to it meanwhile.
-    pub fn wait(&mut self, pid: Pid) -> Result<ExitStatus, Errno> {
-        self.wait_with(pid, &mut || {})
+    /// [`wait`](Self::wait) while relaying the process's terminal (`-t`): strata's stdin to the pty, the
+    /// pty to strata's stdout, and the caller's window size on each SIGWINCH.
+    pub fn wait_relaying(
+        &mut self,
+        pid: Pid,
+        relay: &mut super::tty::Relay,
+    ) -> Result<ExitStatus, Errno> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let mut output_open = true;
+        loop {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, c)) => {
+                    relay.drain();
+                    return Ok(ExitStatus::Exited(c));
+                }
+                Ok(WaitStatus::Signaled(_, s, _)) => {
+                    relay.drain();
+                    return Ok(ExitStatus::Signaled(s as i32));
+                }
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+            }
+            let stdin = std::io::stdin();
+            let (signals, input, output) = {
+                let mut fds = vec![PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN)];
+                if relay.stdin_open {
+                    fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+                }
+                if output_open {
+                    fds.push(PollFd::new(relay.master(), PollFlags::POLLIN));
+                }
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(e),
+                }
+                let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+                let mut it = fds.iter();
+                let signals = it.next().is_some_and(ready);
+                let input = relay.stdin_open && it.next().is_some_and(ready);
+                let output = output_open && it.next().is_some_and(ready);
+                (signals, input, output)
+            };
+            if input {
+                relay.pump_stdin();
+            }
+            if output && !relay.pump_output() {
+                output_open = false;
+            }
+            if signals {
+                match self.sfd.read_signal() {
+                    Ok(Some(info)) => match info.ssi_signo as i32 {
+                        libc::SIGWINCH => relay.resize(),
+                        libc::SIGCHLD => {}
+                        signo => {
+                            if let Ok(sig) = Signal::try_from(signo) {
+                                let _ = kill(pid, sig);
+                            }
+                        }
+                    },
+                    Ok(None) | Err(Errno::EINTR) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
     }
 
-    /// [`wait`](Self::wait), calling `on_winch` on each SIGWINCH (`run -t` passes the new size on).
-    pub fn wait_with(&mut self, pid: Pid, on_winch: &mut dyn FnMut()) -> Result<ExitStatus, Errno> {
+    /// Waits for `pid` to end, forwarding SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to it meanwhile.
+    pub fn wait(&mut self, pid: Pid) -> Result<ExitStatus, Errno> {
         loop {
             match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(_, c)) => return Ok(ExitStatus::Exited(c)),
@@ -71,9 +135,8 @@ impl SignalForwarder {
             match self.sfd.read_signal() {
                 Ok(Some(info)) => {
                     let signo = info.ssi_signo as i32;
-                    if signo == libc::SIGWINCH {
-                        on_winch();
-                    } else if signo != libc::SIGCHLD {
+                    // SIGWINCH concerns a terminal strata relays (`wait_relaying`), not the container.
+                    if signo != libc::SIGCHLD && signo != libc::SIGWINCH {
                         if let Ok(sig) = Signal::try_from(signo) {
                             let _ = kill(pid, sig);
                         }
