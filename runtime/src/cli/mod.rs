@@ -35,8 +35,63 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// A text table: columns as wide as their widest cell (names and statuses vary in length), two spaces
+/// apart; the columns named in `right` right-aligned (numbers), the last one never padded.
+pub fn table<const N: usize>(header: [&str; N], right: &[&str], rows: &[[String; N]]) -> String {
+    let mut width = header.map(str::len);
+    for row in rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| -> String {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = width[i].saturating_sub(cell.chars().count());
+            let last = i + 1 == N;
+            if right.contains(&header[i]) {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                if !last {
+                    out.push_str(&" ".repeat(pad));
+                }
+            }
+            if !last {
+                out.push_str("  ");
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(header);
+    for row in rows {
+        out.push_str(&line(std::array::from_fn(|i| row[i].as_str())));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn table_columns_fit_their_widest_cell() {
+        let rows = [
+            [
+                "a-long-container-name".to_string(),
+                "7".into(),
+                "exited(137)".into(),
+            ],
+            ["b".to_string(), "12345".into(), "running".into()],
+        ];
+        assert_eq!(
+            super::table(["ID", "PID", "STATUS"], &["PID"], &rows),
+            "ID                       PID  STATUS\n\
+             a-long-container-name      7  exited(137)\n\
+             b                      12345  running\n"
+        );
+    }
+
     #[test]
     fn human_bytes() {
         assert_eq!(super::human_bytes(512), "512B");

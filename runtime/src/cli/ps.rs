@@ -55,8 +55,9 @@ pub fn main(args: PsArgs, state: &super::StateArgs) -> anyhow::Result<i32> {
             ]
         })
         .collect();
-    let text = table(
+    let text = super::table(
         ["ID", "PID", "STATUS", "IMAGE", "FS", "CREATED", "COMMAND"],
+        &["PID"],
         &rows,
     );
     match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
@@ -65,55 +66,4 @@ pub fn main(args: PsArgs, state: &super::StateArgs) -> anyhow::Result<i32> {
         _ => {}
     }
     Ok(0)
-}
-
-/// Columns as wide as their widest cell (names and statuses vary in length), two spaces apart; the
-/// PID column right-aligned, the last one not padded.
-fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
-    let mut width = header.map(str::len);
-    for row in rows {
-        for (w, cell) in width.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; N]| -> String {
-        let mut out = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == N {
-                out.push_str(cell);
-            } else if header[i] == "PID" {
-                out.push_str(&format!("{cell:>w$}  ", w = width[i]));
-            } else {
-                out.push_str(&format!("{cell:<w$}  ", w = width[i]));
-            }
-        }
-        out.push('\n');
-        out
-    };
-    let mut out = line(header);
-    for row in rows {
-        out.push_str(&line(std::array::from_fn(|i| row[i].as_str())));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn columns_fit_their_widest_cell() {
-        let rows = [
-            [
-                "a-long-container-name".to_string(),
-                "7".into(),
-                "exited(137)".into(),
-            ],
-            ["b".to_string(), "12345".into(), "running".into()],
-        ];
-        assert_eq!(
-            super::table(["ID", "PID", "STATUS"], &rows),
-            "ID                       PID  STATUS\n\
-             a-long-container-name      7  exited(137)\n\
-             b                      12345  running\n"
-        );
-    }
 }

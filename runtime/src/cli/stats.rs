@@ -99,10 +99,7 @@ fn sample(targets: &Targets) -> BTreeMap<String, CgroupStats> {
 }
 
 fn print_table(rows: &[StatsRow]) {
-    println!(
-        "{:<24} {:>7} {:>10} {:>21} {:>10} {:>9} {:>19}",
-        "ID", "CPU %", "CPU TIME", "MEM USAGE / LIMIT", "MEM PEAK", "PIDS", "IO READ / WRITE"
-    );
+    let mut cells: Vec<[String; 7]> = Vec::new();
     for r in rows {
         let s = &r.stats;
         let limit = s
@@ -112,11 +109,10 @@ fn print_table(rows: &[StatsRow]) {
             Some(l) => format!("{}/{l}", s.pids_current),
             None => s.pids_current.to_string(),
         };
-        println!(
-            "{:<24} {:>6.1}% {:>9.3}s {:>21} {:>10} {:>9} {:>19}",
-            r.id,
-            r.cpu_percent,
-            s.cpu_usage_ns as f64 / 1e9,
+        cells.push([
+            r.id.clone(),
+            format!("{:.1}%", r.cpu_percent),
+            format!("{:.3}s", s.cpu_usage_ns as f64 / 1e9),
             format!("{} / {limit}", human_bytes(s.memory_usage_bytes)),
             s.memory_peak_bytes.map_or("-".to_string(), human_bytes),
             pids,
@@ -125,9 +121,26 @@ fn print_table(rows: &[StatsRow]) {
                 human_bytes(s.io_read_bytes),
                 human_bytes(s.io_write_bytes)
             ),
-        );
-        if s.oom_kills > 0 {
-            println!("{:<24} OOM killer: {} kill(s)", "", s.oom_kills);
+        ]);
+    }
+    let header = [
+        "ID",
+        "CPU %",
+        "CPU TIME",
+        "MEM USAGE / LIMIT",
+        "MEM PEAK",
+        "PIDS",
+        "IO READ / WRITE",
+    ];
+    let text = super::table(header, &header[1..], &cells);
+    let mut lines = text.lines();
+    if let Some(h) = lines.next() {
+        println!("{h}");
+    }
+    for (line, r) in lines.zip(rows) {
+        println!("{line}");
+        if r.stats.oom_kills > 0 {
+            println!("  OOM killer: {} kill(s)", r.stats.oom_kills);
         }
     }
 }
