@@ -40,6 +40,29 @@ pub struct SignalForwarder {
 }
 
 impl SignalForwarder {
+    /// Reads one signal (blocking) and acts on it: SIGCHLD only wakes the caller, SIGWINCH resizes the
+    /// relayed terminal (it concerns the caller's terminal, not the container), any other is forwarded.
+    fn take_signal(&mut self, pid: Pid, relay: Option<&super::tty::Relay>) -> Result<(), Errno> {
+        match self.sfd.read_signal() {
+            Ok(Some(info)) => match info.ssi_signo as i32 {
+                libc::SIGCHLD => {}
+                libc::SIGWINCH => {
+                    if let Some(r) = relay {
+                        r.resize();
+                    }
+                }
+                signo => {
+                    if let Ok(sig) = Signal::try_from(signo) {
+                        let _ = kill(pid, sig);
+                    }
+                }
+            },
+            Ok(None) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
     pub fn install() -> Result<SignalForwarder, Errno> {
         let mut set = SigSet::empty();
         set.add(Signal::SIGCHLD);
@@ -105,19 +128,7 @@ impl SignalForwarder {
                 output_open = false;
             }
             if signals {
-                match self.sfd.read_signal() {
-                    Ok(Some(info)) => match info.ssi_signo as i32 {
-                        libc::SIGWINCH => relay.resize(),
-                        libc::SIGCHLD => {}
-                        signo => {
-                            if let Ok(sig) = Signal::try_from(signo) {
-                                let _ = kill(pid, sig);
-                            }
-                        }
-                    },
-                    Ok(None) | Err(Errno::EINTR) => {}
-                    Err(e) => return Err(e),
-                }
+                self.take_signal(pid, Some(relay))?;
             }
         }
     }
@@ -132,19 +143,7 @@ impl SignalForwarder {
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e),
             }
-            match self.sfd.read_signal() {
-                Ok(Some(info)) => {
-                    let signo = info.ssi_signo as i32;
-                    // SIGWINCH concerns a terminal strata relays (`wait_relaying`), not the container.
-                    if signo != libc::SIGCHLD && signo != libc::SIGWINCH {
-                        if let Ok(sig) = Signal::try_from(signo) {
-                            let _ = kill(pid, sig);
-                        }
-                    }
-                }
-                Ok(None) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(e),
-            }
+            self.take_signal(pid, None)?;
         }
     }
 }
