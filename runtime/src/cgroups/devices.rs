@@ -339,8 +339,8 @@ pub fn program(rules: &[DeviceRule]) -> Vec<Insn> {
     prog
 }
 
-/// Writes the rules in order into the v1 devices cgroup `dir`, each in its own write(2) (the kernel takes one rule per write), through
-/// one open file per kind of rule.
+/// Writes the rules in order into the v1 devices cgroup `dir`, each in its own write(2) (the kernel takes
+/// one rule per write), through one open file per kind of rule.
 pub fn write_v1(dir: &std::path::Path, rules: &[DeviceRule]) -> Result<()> {
     use std::io::Write;
     let mut files: [Option<std::fs::File>; 2] = [None, None];
