@@ -736,10 +736,21 @@ impl Starter for Docker {
             "/bin/true",
         ]);
         let t = Instant::now();
-        run_checked(&mut cmd, &format!("docker run --runtime {}", self.runtime))?;
+        // With a deadline: a daemon that stops answering (seen once under 16 concurrent runs) fails
+        // this subject instead of hanging the suite.
+        crate::podman::run_with_deadline(
+            &mut cmd,
+            &format!("docker run --runtime {}", self.runtime),
+            DOCKER_TIMEOUT,
+            &std::env::temp_dir(),
+        )?;
         Ok(t.elapsed().into())
     }
 }
+
+/// How long one `docker run` may take before it is killed and its subject fails (normal: well under 1 s;
+/// under 64 concurrent starts a few seconds).
+const DOCKER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The limits every docker and podman start gets: the same as the runtimes' (256 MiB, 1 cpu, 512 pids).
 pub(crate) const ENGINE_LIMITS: [&str; 6] =
