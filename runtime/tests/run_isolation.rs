@@ -420,6 +420,39 @@ fn sys_fs_cgroup_is_the_containers_own_cgroup_read_only() {
     env.assert_nothing_left();
 }
 
+/// The limits are in force at the command's first instruction: strata writes them while the container's
+/// process, already in its cgroup, mounts its cgroupfs, and the process waits for them before it execs.
+/// The command reads them at once, several times over (a missing wait would show as a default value).
+#[test]
+fn every_limit_is_in_force_when_the_command_starts() {
+    let env = Env::new();
+    let v2 = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/cgroup") && l.contains(" - cgroup2 "));
+    let (files, want) = if v2 {
+        (
+            "memory.max cpu.max pids.max",
+            "67108864\n50000 100000\n20\n",
+        )
+    } else {
+        (
+            "memory/memory.limit_in_bytes cpu/cpu.cfs_quota_us pids/pids.max devices/devices.list",
+            // Docker's default device rules (a new group would show its parent's "a *:* rwm").
+            "67108864\n50000\n20\nc *:* m\n",
+        )
+    };
+    let script = format!("cd /sys/fs/cgroup && for f in {files}; do head -n1 $f; done");
+    for _ in 0..10 {
+        let out = env.run(
+            &["--rm", "--memory", "64m", "--cpus", "0.5", "--pids", "20"],
+            &["/bin/sh", "-c", &script],
+        );
+        assert_eq!(common::stdout(&out), want, "{}", common::stderr(&out));
+    }
+    env.assert_nothing_left();
+}
+
 /// A cgroup2 directory of this test's own under the hybrid host's unified mount, removed on drop.
 struct UnifiedTestCgroup(std::path::PathBuf);
 

@@ -251,6 +251,10 @@ fn check_rel(name: &str, allow_nested: bool) -> Result<()> {
     Ok(())
 }
 
+/// Limits made with a group but not written yet: [`ContainerCgroup::apply_pending`] writes them.
+#[must_use = "the limits are not in force until apply_pending writes them"]
+pub struct PendingLimits<'a>(Option<&'a Resources>);
+
 impl ContainerCgroup {
     /// Creates `<parent>/<name>` with the given limits, before any task joins it. Invalid or
     /// rejected limits fail with an error naming the limit and leave nothing behind (the parent,
@@ -267,6 +271,37 @@ impl ContainerCgroup {
         }
         .map_err(|e| explain_cpuset(e, res))?;
         Ok(ContainerCgroup { rel, backend })
+    }
+
+    /// [`create`](Self::create) in two halves, for a child that joins its group while strata is still
+    /// at work ([`crate::process::CgroupEntry::Late`]): on cgroup v1 this makes the group in every
+    /// hierarchy (after validating `res`) and leaves the limits to [`apply_pending`](Self::apply_pending),
+    /// which the caller runs before the container's command may start. On v2 the group is made with its
+    /// limits here (a process joins a v2 group at clone3, after them) and nothing is pending.
+    pub fn create_limits_pending<'a>(
+        parent: &str,
+        name: &str,
+        res: &'a Resources,
+    ) -> Result<(ContainerCgroup, PendingLimits<'a>)> {
+        if detect() == CgroupMode::V2 {
+            return Ok((Self::create(parent, name, res)?, PendingLimits(None)));
+        }
+        check_rel(parent, true)?;
+        check_rel(name, false)?;
+        let rel = format!("{parent}/{name}");
+        let backend = Backend::V1(
+            v1::V1Cgroup::create_unlimited(&rel, res).map_err(|e| explain_cpuset(e, res))?,
+        );
+        Ok((ContainerCgroup { rel, backend }, PendingLimits(Some(res))))
+    }
+
+    /// Writes the limits [`create_limits_pending`](Self::create_limits_pending) left pending. On
+    /// failure the group stays for the caller to remove (it may hold a process by then).
+    pub fn apply_pending(&self, pending: PendingLimits<'_>) -> Result<()> {
+        match (&self.backend, pending.0) {
+            (Backend::V1(c), Some(res)) => c.apply_limits(res).map_err(|e| explain_cpuset(e, res)),
+            _ => Ok(()),
+        }
     }
 
     /// Like [`create`](Self::create) but always on a cgroup2 hierarchy mounted at `root` (e.g. the

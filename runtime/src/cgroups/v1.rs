@@ -172,9 +172,24 @@ impl V1Cgroup {
     }
 
     pub fn create(rel: &str, res: &Resources) -> Result<V1Cgroup> {
+        let me = Self::create_unlimited(rel, res)?;
+        if let Err(e) = me.apply_limits(res) {
+            let _ = me.cg.delete();
+            return Err(e);
+        }
+        Ok(me)
+    }
+
+    /// Writes every limit of `res` (the second half of [`create`](Self::create)).
+    pub fn apply_limits(&self, res: &Resources) -> Result<()> {
+        self.apply(res, &format::resolve_throttles(res)?)
+    }
+
+    /// Validates `res` and makes the group in every hierarchy, without writing any limit yet.
+    pub fn create_unlimited(rel: &str, res: &Resources) -> Result<V1Cgroup> {
         // Validate with the same rules as v2 (and resolve devices) before creating anything.
         format::v2_writes(res)?;
-        let throttles = format::resolve_throttles(res)?;
+        format::resolve_throttles(res)?;
         // In every hierarchy, also those without a limit: the container's cgroup namespace and its
         // /sys/fs/cgroup then show its own group everywhere, never the host's root.
         let cg = Cgroup::load(v1_mounts::discover(), rel);
@@ -200,10 +215,6 @@ impl V1Cgroup {
         if let Err(e) = me.cg.create() {
             let _ = me.cg.delete();
             return Err(backend("create", e));
-        }
-        if let Err(e) = me.apply(res, &throttles) {
-            let _ = me.cg.delete();
-            return Err(e);
         }
         Ok(me)
     }

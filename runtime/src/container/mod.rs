@@ -421,21 +421,28 @@ fn start_and_wait(
     Ok((status.code(), st))
 }
 
-/// Makes the cgroup of a [`process::CgroupEntry::Late`] child and sends it its `tasks` fds. Before that
-/// (the child waits for the fds before it goes on to exec) it brings up the child's loopback: this
-/// process has time to spare while the child sets up its rootfs, the child has none.
+/// Makes the cgroup of a [`process::CgroupEntry::Late`] child and sends it its `tasks` fds; then writes
+/// the limits, brings up the child's loopback and tells it so. The child, its rootfs set up by then,
+/// waits for the fds, joins and mounts its cgroupfs while the limits and the loopback are done off its
+/// path; it waits for the word before its command runs, so the command never runs unlimited.
 fn make_late_cgroup(
     cfg: &RunConfig,
     p: &Prepared,
     held: &mut Held,
     spawned: &process::Spawned,
 ) -> Result<(), ContainerError> {
-    let cg = crate::cgroups::ContainerCgroup::create(&cfg.cgroup_parent, &p.id, &cfg.resources)?;
+    let (cg, pending) = crate::cgroups::ContainerCgroup::create_limits_pending(
+        &cfg.cgroup_parent,
+        &p.id,
+        &cfg.resources,
+    )?;
     let cg = held.cgroup.insert(cg);
+    spawned.send_cgroup(cg.self_join_fds()?)?;
+    cg.apply_pending(pending)?;
     if p.plan.loopback {
         crate::network::loopback_up_in(spawned.pid.as_raw())?;
     }
-    spawned.send_cgroup(cg.self_join_fds()?)?;
+    spawned.send_ready()?;
     Ok(())
 }
 

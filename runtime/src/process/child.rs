@@ -59,26 +59,46 @@ pub fn main(
     }
 }
 
-/// The cgroup of a [`super::CgroupEntry::Late`] child: its `tasks` fds once they arrive after Go.
+/// The cgroup of a [`super::CgroupEntry::Late`] child: its `tasks` fds once they arrive after Go, and
+/// strata's word that follows them: the limits are written and the loopback is up.
 #[derive(Default)]
 struct LateCgroup<'a> {
     tasks: Option<Vec<OwnedFd>>,
     joined: bool,
     /// strata's CPU mask, given back just before the join (whose cpuset then sets the container's).
     cpus: Option<&'a nix::sched::CpuSet>,
+    /// strata writes the limits and brings our loopback up after sending the cgroup: we wait for
+    /// [`Msg::CgroupReady`] before the command.
+    ready_pending: bool,
 }
 
 impl LateCgroup<'_> {
-    /// Takes a cgroup message; false for any other message.
+    /// Takes a cgroup or ready message; false for any other message.
     fn take(&mut self, msg: &mut Option<Msg>) -> bool {
         match msg.take() {
             Some(Msg::Cgroup(fds)) => self.tasks = Some(fds),
+            Some(Msg::CgroupReady) => self.ready_pending = false,
             other => {
                 *msg = other;
                 return false;
             }
         }
         true
+    }
+
+    /// Waits until strata has written the cgroup's limits and brought up our loopback (a no-op for a
+    /// child that joined its cgroup at its start).
+    fn wait_ready(&mut self, chan: &Channel) -> Result<(), Failure> {
+        while self.ready_pending {
+            let mut msg = chan
+                .recv()
+                .map_err(setup("waiting for the cgroup's limits"))?;
+            if !self.take(&mut msg) {
+                // The parent gave up (or died) before sending it: leave quietly.
+                crate::sys::exit_now(125);
+            }
+        }
+        Ok(())
     }
 
     /// Waits for the rest of the cgroup, joins it and makes the cgroup namespace (once).
@@ -160,6 +180,7 @@ fn run(
     let mut late_cgroup = LateCgroup {
         joined: !late,
         cpus,
+        ready_pending: late,
         ..Default::default()
     };
     for (kind, fd) in &plan.join_fds {
@@ -217,7 +238,8 @@ fn run(
     if let Some(h) = &plan.hostname {
         sethostname(h).map_err(setup("setting the hostname"))?;
     }
-    // A late-cgroup child's loopback is brought up by strata, which has time to spare then.
+    // A late-cgroup child's loopback is brought up by strata while we mount the cgroupfs (see
+    // LateCgroup::wait_ready).
     if plan.loopback && !late {
         crate::network::loopback_up().map_err(setup("bringing up loopback"))?;
     }
@@ -244,6 +266,7 @@ fn run(
     let _ = chan.send(&Msg::RootfsDone(crate::container::phases::now_ns()));
 
     enter_workdir(&plan.exec)?;
+    late_cgroup.wait_ready(chan)?;
     if let Some(gate) = &plan.oci {
         *started = Some(wait_for_start(plan, gate, chan)?);
     }

@@ -343,6 +343,14 @@ impl Spawned {
             .map_err(ProcessError::Sync)
     }
 
+    /// Tells a [`CgroupEntry::Late`] child that its cgroup's limits are written and its loopback is up
+    /// (it waits for this before its command), after [`Spawned::send_cgroup`].
+    pub fn send_ready(&self) -> Result<(), ProcessError> {
+        self.chan
+            .send(&sync::Msg::CgroupReady)
+            .map_err(ProcessError::Sync)
+    }
+
     /// After Go, for a FUSE rootfs: waits for the /dev/fuse fd the child mounted, has `serve` serve it
     /// and lets the child go on. Done before anything else the parent has to do after Go, so the
     /// child's rootfs set-up (whose every step waits for the server) overlaps that work.
@@ -400,7 +408,8 @@ impl Spawned {
                     sync::Msg::FuseFd(_)
                     | sync::Msg::Go
                     | sync::Msg::RootTree(_)
-                    | sync::Msg::Cgroup(_),
+                    | sync::Msg::Cgroup(_)
+                    | sync::Msg::CgroupReady,
                 ) => {
                     return Err(ProcessError::Sync(Errno::EBADMSG));
                 }

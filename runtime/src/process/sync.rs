@@ -32,6 +32,10 @@ pub enum Msg {
     /// Parent -> child, after Go ([`super::CgroupEntry::Late`]): every v1 `tasks` file of its cgroup,
     /// in one message (one wake-up of the waiting child); it joins before its cgroup mount.
     Cgroup(Vec<OwnedFd>),
+    /// Parent -> child, after [`Msg::Cgroup`]: the cgroup's limits are written and the loopback of a new
+    /// network namespace is up (done while the child mounts its cgroupfs). The child waits for it before
+    /// its command.
+    CgroupReady,
 }
 
 /// The most fds one message carries (v1 has a dozen hierarchies at most).
@@ -68,6 +72,10 @@ impl Channel {
             }
             Msg::Waiting => {
                 buf.push(b'W');
+                &[]
+            }
+            Msg::CgroupReady => {
+                buf.push(b'N');
                 &[]
             }
             Msg::Cgroup(tasks) => {
@@ -133,6 +141,7 @@ impl Channel {
         Ok(Some(match buf[0] {
             b'G' => Msg::Go,
             b'W' => Msg::Waiting,
+            b'N' => Msg::CgroupReady,
             b'E' if n >= 2 => Msg::Error {
                 code: buf[1],
                 message: String::from_utf8_lossy(&buf[2..n]).into_owned(),
