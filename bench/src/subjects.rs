@@ -1,4 +1,5 @@
-//! What is compared: the floor (this crate's minimal clone → pivot_root → /proc → exec), strata
+//! What is compared: the floor (this crate's minimal clone → pivot_root → /proc → exec), the same floor
+//! run by a program of its own (`strata-floor`: the floor plus the cost of being a program), strata
 //! (`--fs bind|kernel|fuse`), crun, runc, and Docker and podman each with runc, crun and strata as the OCI
 //! runtime — all starting /bin/true from the same busybox image,
 //! with the same namespaces (pid, mnt, uts, ipc, net) and, for the runtimes, the same cgroup limits
@@ -278,6 +279,8 @@ pub trait Starter: Send + Sync {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subject {
     Floor,
+    /// The floor run by the `strata-floor` program, spawned and reaped as the runtimes are.
+    FloorExec,
     StrataBind,
     StrataKernel,
     StrataFuse,
@@ -293,8 +296,9 @@ pub enum Subject {
 }
 
 impl Subject {
-    pub const ALL: [Subject; 12] = [
+    pub const ALL: [Subject; 13] = [
         Subject::Floor,
+        Subject::FloorExec,
         Subject::StrataBind,
         Subject::StrataKernel,
         Subject::StrataFuse,
@@ -310,6 +314,7 @@ impl Subject {
     pub fn name(self) -> &'static str {
         match self {
             Subject::Floor => "floor",
+            Subject::FloorExec => "floor-exec",
             Subject::StrataBind => "strata-bind",
             Subject::StrataKernel => "strata-kernel",
             Subject::StrataFuse => "strata-fuse",
@@ -339,6 +344,11 @@ impl Subject {
                     env: env.clone(),
                 })
             }
+            Subject::FloorExec => Arc::new(FloorExec {
+                bin: floor_binary()?,
+                rootfs: busybox_rootfs()?.to_path_buf(),
+                env: env.clone(),
+            }),
             Subject::StrataBind => strata("bind", env, &[])?,
             Subject::StrataKernel => strata("kernel", env, &[])?,
             Subject::StrataFuse => strata("fuse", env, &[])?,
@@ -496,6 +506,42 @@ impl Starter for Floor {
                 )
             })
             .map_err(CaseError::failed)?;
+        Ok(t.elapsed().into())
+    }
+}
+
+/// The `strata-floor` program the floor-exec subject runs (next to strata-bench, or `STRATA_FLOOR_BIN`).
+pub fn floor_binary() -> CaseResult<PathBuf> {
+    require_binary("strata-floor", "STRATA_FLOOR_BIN")
+}
+
+/// The floor once, in this process, then return: all the `strata-floor` program does.
+pub fn floor_once(rootfs: &Path) -> Result<(), sys::SysError> {
+    let plan = FloorPlan::new(rootfs, "/bin/true")?;
+    sys::floor_run(
+        &mut CloneStack::default(),
+        &plan,
+        container_clone_flags(),
+        None,
+    )
+}
+
+struct FloorExec {
+    bin: PathBuf,
+    rootfs: PathBuf,
+    env: StartEnv,
+}
+
+impl Starter for FloorExec {
+    fn start(&self) -> CaseResult<Sample> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg(&self.rootfs);
+        // As strata: started in the held mount namespace, of which its clone makes the container's copy.
+        if let Some(fd) = &self.env.mnt_ns {
+            sys::setns_before_exec(&mut cmd, fd.as_raw_fd(), CloneFlags::CLONE_NEWNS);
+        }
+        let t = Instant::now();
+        run_checked(&mut cmd, "strata-floor")?;
         Ok(t.elapsed().into())
     }
 }

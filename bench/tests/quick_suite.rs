@@ -56,6 +56,7 @@ fn quick_suite_writes_a_complete_folder() {
         .expect("startup/true");
     for subject in [
         "floor",
+        "floor-exec",
         "crun",
         "runc",
         "docker-runc",

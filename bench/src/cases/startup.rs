@@ -69,7 +69,9 @@ impl Case for StartupCase {
 
 pub const METHOD: &str = "Wall time from spawning the subject (clone for the floor, fork+exec of the tool for the \
     others) until /bin/true has exited and the tool has returned, teardown included (runc/crun: run + delete \
-    --force; strata: run --rm). Same busybox image for all; namespaces pid, mnt, uts, ipc, net; the runtimes get \
+    --force; strata: run --rm). floor-exec is the floor's own code run by a program of its own, strata-floor, \
+    spawned and reaped as the runtimes are: the floor plus what being a program costs any runtime that is one \
+    (fork, exec, libc start-up, exit). Same busybox image for all; namespaces pid, mnt, uts, ipc, net; the runtimes get \
     memory 256 MiB, 1 cpu, 512 pids. crun is started with setns into a held private mount namespace in which \
     /sys/fs/cgroup/unified is unmounted (crun refuses hybrid hosts otherwise); that setns happens between fork \
     and exec and is not counted as crun's own cost. docker-R: `docker run --rm --runtime R --network none \
@@ -100,13 +102,19 @@ pub fn groups(_suite: Suite) -> Vec<Group> {
     })
     .collect::<Vec<_>>()
     .join(", ");
+    let floor_program = match crate::subjects::floor_binary() {
+        Ok(p) => format!("strata-floor = {}", p.display()),
+        Err(e) => format!("strata-floor: {e}"),
+    };
     let method = format!(
-        "{METHOD} Rootfs of floor, strata, crun and runc: {}. Runtimes given to podman: {podman_runtimes}. {}",
+        "{METHOD} Rootfs of floor, strata, crun and runc: {}. {floor_program}. Runtimes given to podman: \
+         {podman_runtimes}. {}",
         crate::subjects::rootfs_description(),
         crate::subjects::RUN_DIR_METHOD
     );
     let mut g = Group::new(Family::Startup, "true", method)
         .reference("floor")
+        .reference("floor-exec")
         .reference("strata-kernel");
     for s in Subject::ALL {
         g = g.case(StartupCase::new(s, StartEnv::default()));
