@@ -6,7 +6,7 @@
 //! Every podman invocation runs under a deadline and is killed (by its pid) when it passes it, so a podman
 //! that waits forever is a failure with a reason instead of a hung run.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::Pid;
@@ -270,10 +269,8 @@ impl Starter for Podman {
         cmd.args(["run", "--rm", "--network", "none"])
             .args(ENGINE_LIMITS)
             .args(["--name", &unique_name(self.name), PODMAN_IMAGE, "/bin/true"]);
-        if let Some(fd) = &self.mnt_ns {
-            crate::sys::setns_before_exec(&mut cmd, fd.as_raw_fd(), CloneFlags::CLONE_NEWNS);
-        }
         let what = format!("{} run", self.name);
+        let _ns = crate::subjects::in_mount_ns(self.mnt_ns.as_ref())?;
         let t = Instant::now();
         run_with_deadline(&mut cmd, &what, PODMAN_TIMEOUT, self.root.scratch())?;
         Ok(t.elapsed().into())

@@ -5,7 +5,7 @@
 //! with the same namespaces (pid, mnt, uts, ipc, net) and, for the runtimes, the same cgroup limits
 //! (memory 256 MiB, 1 cpu, 512 pids).
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -510,6 +510,13 @@ impl Starter for Floor {
     }
 }
 
+/// This thread in the mount namespace `ns` (when given) until the guard is dropped; see [`sys::InMountNs`].
+pub(crate) fn in_mount_ns(ns: Option<&Arc<OwnedFd>>) -> CaseResult<Option<sys::InMountNs>> {
+    ns.map(|fd| sys::InMountNs::enter(fd.as_fd()))
+        .transpose()
+        .map_err(CaseError::failed)
+}
+
 /// The `strata-floor` program the floor-exec subject runs (next to strata-bench, or `STRATA_FLOOR_BIN`).
 pub fn floor_binary() -> CaseResult<PathBuf> {
     require_binary("strata-floor", "STRATA_FLOOR_BIN")
@@ -537,9 +544,7 @@ impl Starter for FloorExec {
         let mut cmd = Command::new(&self.bin);
         cmd.arg(&self.rootfs);
         // As strata: started in the held mount namespace, of which its clone makes the container's copy.
-        if let Some(fd) = &self.env.mnt_ns {
-            sys::setns_before_exec(&mut cmd, fd.as_raw_fd(), CloneFlags::CLONE_NEWNS);
-        }
+        let _ns = in_mount_ns(self.env.mnt_ns.as_ref())?;
         let t = Instant::now();
         run_checked(&mut cmd, "strata-floor")?;
         Ok(t.elapsed().into())
@@ -579,9 +584,6 @@ impl Strata {
             "--",
             "/bin/true",
         ]);
-        if let Some(fd) = &self.env.mnt_ns {
-            sys::setns_before_exec(&mut cmd, fd.as_raw_fd(), CloneFlags::CLONE_NEWNS);
-        }
         Ok(cmd)
     }
 }
@@ -590,6 +592,7 @@ impl Starter for Strata {
     fn start(&self) -> CaseResult<Sample> {
         let phases = run_dir()?.join(unique_name("phases.json"));
         let mut cmd = self.command(&phases)?;
+        let _ns = in_mount_ns(self.env.mnt_ns.as_ref())?;
         // One clock for the sample and its parts: strata's phases are CLOCK_MONOTONIC, as Instant is.
         let launched = sys::now_ns();
         let r = run_checked(&mut cmd, &format!("strata run --fs {}", self.fs));
@@ -675,12 +678,10 @@ impl Starter for Oci {
         let cmd = |args: &[&str]| {
             let mut c = Command::new(&self.bin);
             c.arg("--root").arg(&self.state).args(args);
-            if let Some(fd) = &self.mnt_ns {
-                sys::setns_before_exec(&mut c, fd.as_raw_fd(), CloneFlags::CLONE_NEWNS);
-            }
             c
         };
         let bundle = self.bundle.to_string_lossy().into_owned();
+        let _ns = in_mount_ns(self.mnt_ns.as_ref())?;
         let t = Instant::now();
         let run = run_checked(
             &mut cmd(&["run", "--bundle", &bundle, &id]),
