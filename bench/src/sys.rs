@@ -554,9 +554,12 @@ pub fn floor_run(
 /// meanwhile start there. They are spawned as any other (posix_spawn's clone that shares the spawner's
 /// memory until the exec), not forked as a pre_exec hook would force: a fork copies the bench's address
 /// space, which late in a standard run added up to 2.6 ms to every start of a subject spawned that way.
-/// The switch itself is made before and after the timed part.
+/// The switch itself is made before and after the timed part. setns puts the thread at the namespace's
+/// root: its working directory is restored on the way back (relative paths, such as the default results
+/// folder, stay where they were).
 pub struct InMountNs {
     back: OwnedFd,
+    cwd: OwnedFd,
 }
 
 impl InMountNs {
@@ -570,17 +573,56 @@ impl InMountNs {
             nix::sys::stat::Mode::empty(),
         )
         .map_err(errno("open /proc/thread-self/ns/mnt"))?;
+        let cwd = nix::fcntl::open(
+            ".",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(errno("open the working directory"))?;
         nix::sched::setns(ns, CloneFlags::CLONE_NEWNS).map_err(errno("setns(mnt)"))?;
-        Ok(InMountNs { back })
+        Ok(InMountNs { back, cwd })
     }
 }
 
 impl Drop for InMountNs {
     fn drop(&mut self) {
-        if let Err(e) = nix::sched::setns(&self.back, CloneFlags::CLONE_NEWNS) {
-            // Every later start of this thread would run in the wrong namespace: stop here.
+        let back = nix::sched::setns(&self.back, CloneFlags::CLONE_NEWNS)
+            .and_then(|()| nix::unistd::fchdir(&self.cwd));
+        if let Err(e) = back {
+            // Every later start of this thread would run in the wrong place: stop here.
             eprintln!("strata-bench: returning to the bench's mount namespace: {e}");
             std::process::abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// A thread that starts commands in another mount namespace comes back to it and to its working
+    /// directory (setns alone leaves it at the namespace's root, where the results folder once went).
+    #[test]
+    fn in_mount_ns_returns_to_the_namespace_and_the_working_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            // This thread's own root and cwd, so the chdir below touches no other test.
+            nix::sched::unshare(CloneFlags::CLONE_FS).unwrap();
+            std::env::set_current_dir(&path).unwrap();
+            let ns_of = || std::fs::read_link("/proc/thread-self/ns/mnt").unwrap();
+            let before = ns_of();
+            // Our own namespace will do: setns resets the root and cwd even when entering the same one.
+            let own = std::fs::File::open("/proc/thread-self/ns/mnt").unwrap();
+            {
+                let _in = InMountNs::enter(own.as_fd()).unwrap();
+                assert_eq!(std::env::current_dir().unwrap(), Path::new("/"));
+            }
+            assert_eq!(ns_of(), before);
+            assert_eq!(std::env::current_dir().unwrap(), path);
+        })
+        .join()
+        .unwrap();
     }
 }
