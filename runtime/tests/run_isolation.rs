@@ -372,15 +372,20 @@ fn userns_with_fuse_rootfs_maps_ids_like_kernel_overlay() {
     env.assert_nothing_left();
 }
 
+/// Whether /sys/fs/cgroup is a cgroup2 mount (a pure v2 host) rather than v1 hierarchies.
+fn cgroup_is_v2() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/cgroup") && l.contains(" - cgroup2 "))
+}
+
 /// /sys/fs/cgroup shows the container's own cgroups (cgroup namespace root), read-only, as in Docker —
 /// with and without a user namespace (where v1 hierarchies are bound instead of mounted).
 #[test]
 fn sys_fs_cgroup_is_the_containers_own_cgroup_read_only() {
     let env = Env::new();
-    let v2 = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/cgroup") && l.contains(" - cgroup2 "));
+    let v2 = cgroup_is_v2();
     let (limit_file, want) = if v2 {
         ("/sys/fs/cgroup/memory.max", "67108864")
     } else {
@@ -426,10 +431,7 @@ fn sys_fs_cgroup_is_the_containers_own_cgroup_read_only() {
 #[test]
 fn every_limit_is_in_force_when_the_command_starts() {
     let env = Env::new();
-    let v2 = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/cgroup") && l.contains(" - cgroup2 "));
+    let v2 = cgroup_is_v2();
     let (files, want) = if v2 {
         (
             "memory.max cpu.max pids.max",
