@@ -172,8 +172,8 @@ impl V1Cgroup {
     }
 
     pub fn create(rel: &str, res: &Resources) -> Result<V1Cgroup> {
-        let me = Self::create_unlimited(rel, res)?;
-        if let Err(e) = me.apply_limits(res) {
+        let (me, throttles) = Self::create_dirs(rel, res)?;
+        if let Err(e) = me.apply(res, &throttles) {
             let _ = me.cg.delete();
             return Err(e);
         }
@@ -187,9 +187,15 @@ impl V1Cgroup {
 
     /// Validates `res` and makes the group in every hierarchy, without writing any limit yet.
     pub fn create_unlimited(rel: &str, res: &Resources) -> Result<V1Cgroup> {
+        Self::create_dirs(rel, res).map(|(me, _)| me)
+    }
+
+    /// Validates `res` (returning its IO throttles with their devices resolved) and makes the group in
+    /// every hierarchy.
+    fn create_dirs(rel: &str, res: &Resources) -> Result<(V1Cgroup, format::Throttles)> {
         // Validate with the same rules as v2 (and resolve devices) before creating anything.
         format::v2_writes(res)?;
-        format::resolve_throttles(res)?;
+        let throttles = format::resolve_throttles(res)?;
         // In every hierarchy, also those without a limit: the container's cgroup namespace and its
         // /sys/fs/cgroup then show its own group everywhere, never the host's root.
         let cg = Cgroup::load(v1_mounts::discover(), rel);
@@ -216,7 +222,7 @@ impl V1Cgroup {
             let _ = me.cg.delete();
             return Err(backend("create", e));
         }
-        Ok(me)
+        Ok((me, throttles))
     }
 
     /// Opens the group in the hierarchies where it exists (which depend on the limits it was made with).

@@ -196,7 +196,7 @@ pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
         return Ok(0);
     }
     let mut relay = match &relay_end {
-        Some(sock) => match process::tty::recv_master(sock).and_then(process::tty::Relay::start) {
+        Some(sock) => match process::tty::Relay::receive(sock) {
             Ok(r) => Some(r),
             Err(err) => {
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -209,11 +209,9 @@ pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
         },
         None => None,
     };
-    let status = match relay.as_mut() {
-        Some(r) => forwarder.wait_relaying(pid, r),
-        None => forwarder.wait(pid),
-    }
-    .map_err(ProcessError::Wait)?;
+    let status = forwarder
+        .wait_relaying(pid, relay.as_mut())
+        .map_err(ProcessError::Wait)?;
     // The caller's terminal is restored before anything else is printed.
     drop(relay);
     Ok(status.code())

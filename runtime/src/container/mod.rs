@@ -382,7 +382,7 @@ fn start_and_wait(
 
     // `-t`: the master came over the socket before the exec; relay it while the container runs.
     let mut relay = match &p.tty {
-        Some(sock) => match process::tty::recv_master(sock).and_then(process::tty::Relay::start) {
+        Some(sock) => match process::tty::Relay::receive(sock) {
             Ok(r) => Some(r),
             Err(e) => {
                 abort_child(pid);
@@ -410,11 +410,9 @@ fn start_and_wait(
     started(Ok(()));
 
     ph.start("run");
-    let status = match relay.as_mut() {
-        Some(r) => forwarder.wait_relaying(pid, r),
-        None => forwarder.wait(pid),
-    }
-    .map_err(ProcessError::Wait)?;
+    let status = forwarder
+        .wait_relaying(pid, relay.as_mut())
+        .map_err(ProcessError::Wait)?;
     // The caller's terminal is restored before anything else is printed.
     drop(relay);
     st.status = Status::Exited;

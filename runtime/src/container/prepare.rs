@@ -95,15 +95,7 @@ pub(super) fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepare
             (r, rootfs::Source::Bind)
         }
         FsMode::Kernel => {
-            if lowers.is_empty() {
-                return Err(ContainerError::Usage(
-                    "--fs kernel needs an image, --rootfs or --lower".into(),
-                ));
-            }
-            let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
-            for d in [&upper, &work, &merged] {
-                std::fs::create_dir(d).map_err(io(format!("creating {}", d.display())))?;
-            }
+            let [upper, work, merged] = overlay_dirs(fs, &lowers, &dir)?;
             // In a user namespace each lower layer is an idmapped mount the parent makes and the child
             // attaches at lower-N (so host root's files are the container root's), and overlay keeps its
             // metadata in user.* xattrs (userxattr), the only ones a namespace's root may write.
@@ -143,15 +135,7 @@ pub(super) fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepare
             )
         }
         FsMode::Fuse => {
-            if lowers.is_empty() {
-                return Err(ContainerError::Usage(
-                    "--fs fuse needs an image, --rootfs or --lower".into(),
-                ));
-            }
-            let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
-            for d in [&upper, &work, &merged] {
-                std::fs::create_dir(d).map_err(io(format!("creating {}", d.display())))?;
-            }
+            let [upper, work, merged] = overlay_dirs(fs, &lowers, &dir)?;
             fuse = Some(strata_overlayfs::Config {
                 lowers: lowers.clone(),
                 upper: Some(upper),
@@ -291,4 +275,24 @@ pub(super) fn child_plan(
         }),
         namespaces,
     })
+}
+
+/// An overlay rootfs (kernel or FUSE) needs lower layers; makes its upper, work and merged dirs in the
+/// container's state dir.
+fn overlay_dirs(
+    fs: FsMode,
+    lowers: &[PathBuf],
+    dir: &std::path::Path,
+) -> Result<[PathBuf; 3], ContainerError> {
+    if lowers.is_empty() {
+        return Err(ContainerError::Usage(format!(
+            "--fs {} needs an image, --rootfs or --lower",
+            fs.name()
+        )));
+    }
+    let dirs = ["upper", "work", "merged"].map(|d| dir.join(d));
+    for d in &dirs {
+        std::fs::create_dir(d).map_err(io(format!("creating {}", d.display())))?;
+    }
+    Ok(dirs)
 }

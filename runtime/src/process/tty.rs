@@ -12,7 +12,7 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::sys::termios::{self, SetArg, Termios};
 
 /// Receives the pty master the container's child sends over `console` (see `console::open_and_send`).
-pub fn recv_master(console: &UnixStream) -> io::Result<OwnedFd> {
+fn recv_master(console: &UnixStream) -> io::Result<OwnedFd> {
     // It was sent before the command was exec'd; never wait long for one that will not come.
     console.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
     let mut name = [0u8; 256];
@@ -47,6 +47,11 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// The relay for the pty master the container's child sends over `console`.
+    pub fn receive(console: &UnixStream) -> io::Result<Relay> {
+        recv_master(console).and_then(Relay::start)
+    }
+
     pub fn start(master: OwnedFd) -> io::Result<Relay> {
         let stdin = io::stdin();
         // Raw mode only on a terminal: piped input is passed as it is.

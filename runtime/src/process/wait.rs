@@ -76,14 +76,17 @@ impl SignalForwarder {
         Ok(SignalForwarder { sfd })
     }
 
-    /// [`wait`](Self::wait) while relaying the process's terminal (`-t`): strata's stdin to the pty, the
-    /// pty to strata's stdout, and the caller's window size on each SIGWINCH.
+    /// [`wait`](Self::wait) while relaying the process's terminal (`-t`), when there is one: strata's
+    /// stdin to the pty, the pty to strata's stdout, and the caller's window size on each SIGWINCH.
     pub fn wait_relaying(
         &mut self,
         pid: Pid,
-        relay: &mut super::tty::Relay,
+        relay: Option<&mut super::tty::Relay>,
     ) -> Result<ExitStatus, Errno> {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let Some(relay) = relay else {
+            return self.wait(pid);
+        };
         use std::os::fd::AsFd;
         let mut output_open = true;
         loop {
