@@ -459,6 +459,32 @@ pub fn strata(
     }))
 }
 
+/// The stdout of `bin --state-dir TMP run --image IMAGE EXTRA --fs kernel --rm -- CMD`, for a check of
+/// what a subject's container sees before it is measured; a failed run is the case's error.
+pub fn strata_kernel_output(bin: &Path, extra: &[&str], cmd: &[&str]) -> CaseResult<String> {
+    let state = run_dir()?.join(unique_name("check"));
+    let out = Command::new(bin)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["run", "--image", IMAGE])
+        .args(extra)
+        .args(["--fs", "kernel", "--rm", "--"])
+        .args(cmd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| CaseError::failed(format!("strata run: {e}")))?;
+    let _ = std::fs::remove_dir_all(&state);
+    if !out.status.success() {
+        return Err(CaseError::failed(format!(
+            "strata run … {} exited with {}: {}",
+            cmd.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// A namespace holder for crun (and for the scaling cases' extra mounts): private mount namespace, every
 /// mount a slave of the host's, cgroup2 at /sys/fs/cgroup/unified unmounted on hybrid hosts, and a tmpfs on
 /// each of `extra_mounts`.

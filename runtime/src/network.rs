@@ -31,6 +31,8 @@ const STALE_LEASE_AGE: Duration = Duration::from_secs(60);
 pub enum NetworkError {
     #[error("cannot bring the loopback interface up: {0}")]
     Loopback(io::Error),
+    #[error("cannot make the container's network namespace (loopback up): {0}")]
+    NewNetns(io::Error),
     #[error("cannot open the network namespace of pid {pid}: {source}")]
     Netns { pid: i32, source: io::Error },
     #[error("cannot run {tool}: {source} (bridge networking needs iproute2)")]
@@ -71,6 +73,14 @@ pub fn loopback_up_in(pid: i32) -> Result<()> {
     let target = open(format!("/proc/{pid}/ns/net"))?;
     crate::sys::set_interface_up_in(target.as_fd(), own.as_fd(), "lo")
         .map_err(NetworkError::Loopback)
+}
+
+/// A new network namespace with its loopback up, for a container process to enter; the calling thread
+/// makes it and comes back to its own.
+pub fn new_netns_with_loopback() -> Result<OwnedFd> {
+    use std::os::fd::AsFd;
+    let own = std::fs::File::open("/proc/thread-self/ns/net").map_err(NetworkError::NewNetns)?;
+    crate::sys::new_netns_with_loopback(own.as_fd()).map_err(NetworkError::NewNetns)
 }
 
 /// True if interface `name` is up in the calling thread's network namespace.

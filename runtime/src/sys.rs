@@ -295,6 +295,23 @@ pub fn set_interface_up_in(
     set_interface_up_via(&sock?, name)
 }
 
+/// A new network namespace with its loopback up, made by the calling thread, which enters it just long
+/// enough to make it and its ioctl socket and then returns to `own` (its own, opened by the caller). The
+/// namespace lives as long as the returned fd or a process in it. An error of the way back leaves the
+/// thread in the new namespace (the caller gives up the container then).
+pub fn new_netns_with_loopback(
+    own: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::sched::{CloneFlags, setns, unshare};
+    unshare(CloneFlags::CLONE_NEWNET)?;
+    let made = std::fs::File::open("/proc/thread-self/ns/net").map(std::os::fd::OwnedFd::from);
+    let sock = ioctl_socket();
+    // Back first, whatever failed in between.
+    setns(own, CloneFlags::CLONE_NEWNET)?;
+    set_interface_up_via(&sock?, "lo")?;
+    made
+}
+
 fn set_interface_up_via(sock: &std::os::fd::OwnedFd, name: &str) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let mut req = ifreq_for(name)?;

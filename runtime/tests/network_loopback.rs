@@ -3,7 +3,9 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
-use strata_runtime::network::{interface_is_up, loopback_up};
+use std::os::unix::fs::MetadataExt;
+
+use strata_runtime::network::{interface_is_up, loopback_up, new_netns_with_loopback};
 
 #[test]
 fn loopback_comes_up_in_a_fresh_netns() {
@@ -68,6 +70,35 @@ fn missing_interface_is_an_error_not_a_panic() {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
         assert!(interface_is_up("nonexistent0").is_err());
         assert!(interface_is_up("this-name-is-far-too-long").is_err());
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_namespace_made_for_a_container_has_lo_up_and_its_maker_comes_back() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (it makes a network namespace)"
+    );
+    std::thread::spawn(|| {
+        let ns = || std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
+        let home = ns();
+        let made = new_netns_with_loopback().unwrap();
+        assert_eq!(ns(), home, "the thread must be back in its own namespace");
+        let made_ino = nix::sys::stat::fstat(&made).unwrap().st_ino;
+        assert_ne!(made_ino, home, "a new namespace");
+        // As the container process does: enter it and find only lo, up.
+        nix::sched::setns(&made, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        assert_eq!(ns(), made_ino);
+        assert!(interface_is_up("lo").unwrap());
+        let devs: Vec<String> = std::fs::read_to_string("/proc/thread-self/net/dev")
+            .unwrap()
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next().map(|s| s.trim().to_string()))
+            .collect();
+        assert_eq!(devs, vec!["lo".to_string()]);
     })
     .join()
     .unwrap();

@@ -100,6 +100,28 @@ fn strata_errors_are_125_with_one_line() {
 }
 
 #[test]
+fn a_setup_step_that_fails_in_the_container_process_is_named() {
+    // The kernel refuses a hostname over 64 bytes: the container process fails early in its set-up,
+    // while strata is still making its network namespace and cgroup. Its own report is what the user
+    // sees (it was once lost to strata's "talking to the container process: EPIPE"), every time.
+    let env = Env::new();
+    let long = "h".repeat(70);
+    for fs in ["bind", "kernel"] {
+        for _ in 0..5 {
+            let out = env.run(&["--rm", "--fs", fs, "--hostname", &long], &["true"]);
+            let err = common::stderr(&out);
+            assert_eq!(out.status.code(), Some(125), "--fs {fs}: {err}");
+            assert_eq!(err.lines().count(), 1, "--fs {fs}: {err}");
+            assert!(
+                err.starts_with("strata: setting the hostname: "),
+                "--fs {fs}: {err}"
+            );
+        }
+    }
+    env.assert_nothing_left();
+}
+
+#[test]
 fn kill_maps_to_128_plus_signal() {
     let env = Env::new();
     let name = common::unique("sig");

@@ -4,14 +4,13 @@
 //! seccompiler builds (the layout strata used before), against no filter at all.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use strata_runtime::security::{self, CapsHashSet};
 
 use super::namespaces::NET_QUIESCE;
 use super::startup::Starts;
-use super::{Case, CaseError, CaseResult, Family, Group, Sample, Suite, unique_name};
+use super::{Case, CaseError, CaseResult, Family, Group, Sample, Suite};
 use crate::subjects::{self, IMAGE, StartEnv};
 use crate::sys::{self, CloneStack, Probe, SeccompFilter, SeccompTiming};
 
@@ -218,32 +217,7 @@ impl StartCase {
 
 /// The `Seccomp:` mode of a process in a container started by `bin` with `extra` (0 none, 2 filter).
 fn container_seccomp_mode(bin: &Path, extra: &[&str]) -> CaseResult<String> {
-    let state = subjects::run_dir()?.join(unique_name("seccomp-check"));
-    let out = Command::new(bin)
-        .arg("--state-dir")
-        .arg(&state)
-        .args(["run", "--image", IMAGE])
-        .args(extra)
-        .args([
-            "--fs",
-            "kernel",
-            "--rm",
-            "--",
-            "/bin/cat",
-            "/proc/self/status",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| CaseError::failed(format!("strata run: {e}")))?;
-    let _ = std::fs::remove_dir_all(&state);
-    if !out.status.success() {
-        return Err(CaseError::failed(format!(
-            "strata run … /bin/cat /proc/self/status exited with {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    String::from_utf8_lossy(&out.stdout)
+    subjects::strata_kernel_output(bin, extra, &["/bin/cat", "/proc/self/status"])?
         .lines()
         .find_map(|l| l.strip_prefix("Seccomp:").map(|v| v.trim().to_string()))
         .ok_or_else(|| CaseError::failed("no Seccomp: line in the container's /proc/self/status"))

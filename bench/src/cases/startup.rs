@@ -92,6 +92,62 @@ pub const METHOD: &str = "Wall time from spawning the subject until /bin/true ha
     argument parsing, name claim) and exit (from its last phase to the reap: the phase file, process exit), \
     from the bench's CLOCK_MONOTONIC readings around the spawn.";
 
+/// The hidden `strata run` flag that has clone3 make the network namespace.
+const NETNS_IN_CLONE: &[&str] = &["--netns-in-clone"];
+
+/// `strata run --fs kernel` of /bin/true with its network namespace made by strata after the clone (its
+/// default) or by clone3 with the other namespaces.
+struct NetnsCase {
+    in_clone: bool,
+    starts: Starts,
+}
+
+impl NetnsCase {
+    fn extra(&self) -> &'static [&'static str] {
+        if self.in_clone { NETNS_IN_CLONE } else { &[] }
+    }
+}
+
+/// What a container started by `bin` with `extra` sees of its network: the devices in its /sys/class/net
+/// and loopback's flags there (its /sys must be its own network namespace's, lo up).
+fn container_network(bin: &std::path::Path, extra: &[&str]) -> CaseResult<String> {
+    let script = "echo $(ls /sys/class/net) $(cat /sys/class/net/lo/flags)";
+    let out = crate::subjects::strata_kernel_output(bin, extra, &["/bin/sh", "-c", script])?;
+    Ok(out.trim().to_string())
+}
+
+impl Case for NetnsCase {
+    fn subject(&self) -> String {
+        if self.in_clone {
+            "strata-kernel-netns-in-clone3".into()
+        } else {
+            "strata-kernel".into()
+        }
+    }
+    fn prepare(&mut self) -> CaseResult<()> {
+        let bin = crate::subjects::strata_binary()?;
+        // Both give the container the same thing: a namespace of its own with only lo, up (IFF_UP |
+        // IFF_LOOPBACK = 0x9).
+        let seen = container_network(&bin, self.extra())?;
+        if seen != "lo 0x9" {
+            return Err(CaseError::failed(format!(
+                "the container's network is \"{seen}\", expected \"lo 0x9\" (only lo, up)"
+            )));
+        }
+        let starter = crate::subjects::strata("kernel", &StartEnv::default(), self.extra())?;
+        self.starts.prepare(starter)
+    }
+    fn run_once(&mut self) -> CaseResult<Sample> {
+        self.starts.run_once()
+    }
+    fn teardown(&mut self) {
+        self.starts.teardown();
+    }
+    fn quiesce(&self) -> Duration {
+        NET_QUIESCE
+    }
+}
+
 pub fn groups(_suite: Suite) -> Vec<Group> {
     let podman_runtimes = [
         Subject::PodmanRunc,
@@ -122,5 +178,31 @@ pub fn groups(_suite: Suite) -> Vec<Group> {
     for s in Subject::ALL {
         g = g.case(StartupCase::new(s, StartEnv::default()));
     }
-    vec![g]
+    let netns = Group::new(
+        Family::Startup,
+        "netns",
+        format!(
+            "Who makes the container's network namespace. End to end: `strata run --image {} --fs kernel \
+             --rm --memory 256m --cpus 1 --pids 512 -- /bin/true` as the startup/true group's strata-kernel \
+             subject runs it: strata-kernel makes the namespace itself right after the clone (unshare, \
+             loopback up, setns back) while the container process mounts its rootfs, and the process enters \
+             it before its /sys mount (strata's default); strata-kernel-netns-in-clone3 (hidden flag \
+             --netns-in-clone) has clone3 make it with the other namespaces, as every other runtime does, and \
+             the container process brings loopback up. Before it is measured each subject's container must \
+             see only lo, up, in its /sys/class/net. 15 ms quiesce after each sample (netns teardown is \
+             asynchronous). {}",
+            crate::subjects::IMAGE,
+            crate::subjects::RUN_DIR_METHOD
+        ),
+    )
+    .reference("strata-kernel-netns-in-clone3")
+    .case(NetnsCase {
+        in_clone: false,
+        starts: Starts::default(),
+    })
+    .case(NetnsCase {
+        in_clone: true,
+        starts: Starts::default(),
+    });
+    vec![g, netns]
 }

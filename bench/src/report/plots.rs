@@ -317,12 +317,13 @@ fn phases(path: &Path, g: &GroupResult) -> Result<(), String> {
         }
     }
     // Time order of strata's phases; unknown names after them.
-    const ORDER: [&str; 11] = [
+    const ORDER: [&str; 12] = [
         "launch",
         "prepare",
         "cgroup",
         "namespaces",
         "serve",
+        "network",
         "rootfs",
         "exec",
         "run",

@@ -66,6 +66,10 @@ pub struct RunArgs {
     /// Bandwidth limit of --net bridge in both directions (e.g. 10mbit, 1MB).
     #[arg(long, value_parser = parse_rate)]
     pub net_rate: Option<u64>,
+    /// Have clone3 make the network namespace, not strata after the clone (the bench's comparison of
+    /// the two; the namespace is the same).
+    #[arg(long, hide = true)]
+    pub netns_in_clone: bool,
     /// Memory limit (e.g. 512m).
     #[arg(short, long, value_parser = parse_size)]
     pub memory: Option<u64>,
@@ -239,6 +243,7 @@ pub fn main(
         cgroup_parent: args.cgroup_parent,
         net: args.net,
         net_rate: args.net_rate,
+        netns_in_clone: args.netns_in_clone,
     };
     Ok(container::run(cfg)?)
 }

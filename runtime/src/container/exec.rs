@@ -139,6 +139,7 @@ pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
         security: security::Plan::from_spec(&spec)?,
         exec: ExecPlan::new(&command, &env, cwd)?,
         loopback: false,
+        net_from_parent: false,
         unshare_cgroupns: false,
         init: false,
         fuse_mount: None,

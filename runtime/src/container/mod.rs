@@ -126,6 +126,9 @@ pub struct RunConfig {
     pub net: NetMode,
     /// Bandwidth limit in bytes/s for `--net bridge`, both directions.
     pub net_rate: Option<u64>,
+    /// Let clone3 make the network namespace even where strata can make it after the clone (see
+    /// `ChildPlan::net_from_parent`): the bench's comparison of the two.
+    pub netns_in_clone: bool,
 }
 
 /// `--net`: `none` and `loopback` both give a new network namespace with only loopback, up; `bridge`
@@ -284,8 +287,7 @@ fn start_and_wait(
     }
 
     if let Err(e) = spawned.go() {
-        abort_child(pid);
-        return Err(fail(e.into(), started));
+        return Err(fail(give_up(&spawned, e.into()), started));
     }
     // With a FUSE rootfs this thread stays on its CPU until the cgroup is made (see serve_fuse).
     let pinned = if let Some(config) = &p.fuse {
@@ -303,20 +305,23 @@ fn start_and_wait(
         });
         match r {
             Ok(pin) => Some(pin),
-            Err(e) => {
-                abort_child(pid);
-                return Err(fail(e.into(), started));
-            }
+            Err(e) => return Err(fail(give_up(&spawned, e.into()), started)),
         }
     } else {
         None
     };
+    if p.plan.net_from_parent {
+        // While the child mounts its rootfs; before the cgroup, as the child needs it first (at /sys).
+        ph.start("network");
+        if let Err(e) = spawned.send_net() {
+            return Err(fail(give_up(&spawned, e.into()), started));
+        }
+    }
     if late {
         // While the child sets up its rootfs (with a FUSE rootfs, served from threads next to it).
         ph.start("cgroup");
         if let Err(e) = make_late_cgroup(cfg, p, held, &spawned) {
-            abort_child(pid);
-            return Err(fail(e, started));
+            return Err(fail(give_up(&spawned, e), started));
         }
     }
     drop(pinned);
@@ -437,7 +442,8 @@ fn make_late_cgroup(
     let cg = held.cgroup.insert(cg);
     spawned.send_cgroup(cg.self_join_fds()?)?;
     cg.apply_pending(pending)?;
-    if p.plan.loopback {
+    // A namespace strata made has its loopback up already.
+    if p.plan.loopback && !p.plan.net_from_parent {
         crate::network::loopback_up_in(spawned.pid.as_raw())?;
     }
     spawned.send_ready()?;
@@ -516,6 +522,14 @@ fn setup_userns(p: &Prepared, spawned: &process::Spawned) -> Result<(), Containe
 fn abort_child(pid: Pid) {
     let _ = kill(pid, Signal::SIGKILL);
     let _ = waitpid(pid, None);
+}
+
+/// Kills and reaps a released child strata failed to talk to or set up for, and returns the error to
+/// report: the child's own when it reported one (it failed first, and strata's error, a broken pipe
+/// say, only followed from it), else `e`.
+fn give_up(spawned: &process::Spawned, e: ContainerError) -> ContainerError {
+    abort_child(spawned.pid);
+    spawned.reported_error().map_or(e, ContainerError::from)
 }
 
 /// `--detach`: a monitor process (a fork of strata, no re-exec) runs the container and waits for it; the

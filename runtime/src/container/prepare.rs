@@ -183,6 +183,9 @@ pub(super) fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepare
     }
     let cgroup_rel = format!("{}/{id}", cfg.cgroup_parent);
     let mut plan = child_plan(&spec, source, &root, fuse.as_ref(), cfg.init, &cgroup_rel)?;
+    // A bridge's veth is moved into the namespace by the child's pid before the child runs.
+    plan.net_from_parent =
+        cfg.net != NetMode::Bridge && !cfg.netns_in_clone && plan.net_can_come_from_parent();
     // `-t`: the child sends the master of the pty it opens in its devpts over this pair (as to an OCI
     // caller's console socket); strata relays it.
     let tty = if cfg.process.tty {
@@ -261,6 +264,8 @@ pub(super) fn child_plan(
         security: security::Plan::from_spec(spec)?,
         exec: ExecPlan::from_spec(spec)?,
         loopback: namespaces.creates(Kind::Net),
+        // `strata run` decides (prepare); an OCI container's hooks may look for it at create.
+        net_from_parent: false,
         unshare_cgroupns,
         init,
         oci: None,

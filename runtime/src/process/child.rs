@@ -59,10 +59,11 @@ pub fn main(
     }
 }
 
-/// The cgroup of a [`super::CgroupEntry::Late`] child: its `tasks` fds once they arrive after Go, and
-/// strata's word that follows them: the limits are written and the loopback is up.
+/// What strata sends after Go while the child sets up its rootfs: the cgroup of a
+/// [`super::CgroupEntry::Late`] child (its `tasks` fds, then strata's word that the limits are written
+/// and the loopback is up), and the network namespace strata made ([`super::ChildPlan::net_from_parent`]).
 #[derive(Default)]
-struct LateCgroup<'a> {
+struct AfterGo<'a> {
     tasks: Option<Vec<OwnedFd>>,
     joined: bool,
     /// strata's CPU mask, given back just before the join (whose cpuset then sets the container's).
@@ -70,14 +71,18 @@ struct LateCgroup<'a> {
     /// strata writes the limits and brings our loopback up after sending the cgroup: we wait for
     /// [`Msg::CgroupReady`] before the command.
     ready_pending: bool,
+    /// The network namespace strata makes for us, until we enter it.
+    netns: Option<OwnedFd>,
+    net_pending: bool,
 }
 
-impl LateCgroup<'_> {
-    /// Takes a cgroup or ready message; false for any other message.
+impl AfterGo<'_> {
+    /// Takes a cgroup, ready or network namespace message; false for any other message.
     fn take(&mut self, msg: &mut Option<Msg>) -> bool {
         match msg.take() {
             Some(Msg::Cgroup(fds)) => self.tasks = Some(fds),
             Some(Msg::CgroupReady) => self.ready_pending = false,
+            Some(Msg::NetNs(fd)) => self.netns = Some(fd),
             other => {
                 *msg = other;
                 return false;
@@ -98,6 +103,30 @@ impl LateCgroup<'_> {
                 crate::sys::exit_now(125);
             }
         }
+        Ok(())
+    }
+
+    /// Waits for the network namespace strata makes for us and enters it (once; a no-op when clone3
+    /// made it).
+    fn enter_net(&mut self, chan: &Channel) -> Result<(), Failure> {
+        if !self.net_pending {
+            return Ok(());
+        }
+        let netns = loop {
+            if let Some(fd) = self.netns.take() {
+                break fd;
+            }
+            let mut msg = chan
+                .recv()
+                .map_err(setup("waiting for the network namespace"))?;
+            if !self.take(&mut msg) {
+                // The parent gave up (or died) before sending it: leave quietly.
+                crate::sys::exit_now(125);
+            }
+        };
+        setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(setup("entering the network namespace"))?;
+        self.net_pending = false;
         Ok(())
     }
 
@@ -138,11 +167,11 @@ fn join_cgroup(plan: &ChildPlan, cgroup_tasks: &[OwnedFd]) -> Result<(), Failure
     Ok(())
 }
 
-/// Waits for the parent's Go, keeping cgroup messages that arrive first.
-fn recv_go(chan: &Channel, late: &mut LateCgroup) {
+/// Waits for the parent's Go, keeping cgroup and network messages that arrive first.
+fn recv_go(chan: &Channel, after_go: &mut AfterGo) {
     loop {
         let mut msg = chan.recv().ok().flatten();
-        if late.take(&mut msg) {
+        if after_go.take(&mut msg) {
             continue;
         }
         match msg {
@@ -177,10 +206,11 @@ fn run(
         }
     }
     setsid().map_err(setup("setsid"))?;
-    let mut late_cgroup = LateCgroup {
+    let mut after_go = AfterGo {
         joined: !late,
         cpus,
         ready_pending: late,
+        net_pending: plan.net_from_parent,
         ..Default::default()
     };
     for (kind, fd) in &plan.join_fds {
@@ -231,7 +261,7 @@ fn run(
         })?;
         chan.send(&Msg::FuseFd(fd))
             .map_err(setup("handing the FUSE fd to strata"))?;
-        recv_go(chan, &mut late_cgroup);
+        recv_go(chan, &mut after_go);
     }
     // Before the rootfs, which waits for a late cgroup at its end: these do not depend on it and fill
     // the time the parent takes to make it.
@@ -239,24 +269,28 @@ fn run(
         sethostname(h).map_err(setup("setting the hostname"))?;
     }
     // A late-cgroup child's loopback is brought up by strata while we mount the cgroupfs (see
-    // LateCgroup::wait_ready).
-    if plan.loopback && !late {
+    // AfterGo::wait_ready), and a namespace strata made came with it up.
+    if plan.loopback && !late && !plan.net_from_parent {
         crate::network::loopback_up().map_err(setup("bringing up loopback"))?;
     }
     if let Some(rootfs) = &plan.rootfs {
         // A failed join is a setup failure (125) like the rootfs's own.
         rootfs
-            .enter(trees, &mut || {
-                late_cgroup
-                    .join(plan, chan)
-                    .map_err(|f| crate::rootfs::RootfsError::Spec(f.message))
+            .enter(trees, &mut |step| {
+                match step {
+                    crate::rootfs::Before::Sysfs => after_go.enter_net(chan),
+                    crate::rootfs::Before::Cgroupfs => after_go.join(plan, chan),
+                }
+                .map_err(|f| crate::rootfs::RootfsError::Spec(f.message))
             })
             .map_err(|e| Failure {
                 code: 125,
                 message: e.to_string(),
             })?;
     }
-    late_cgroup.join(plan, chan)?;
+    // Without a sysfs mount (or a rootfs) to wait for.
+    after_go.enter_net(chan)?;
+    after_go.join(plan, chan)?;
     umask(old_umask);
     if let Some(console) = &plan.console {
         let tty =
@@ -266,7 +300,7 @@ fn run(
     let _ = chan.send(&Msg::RootfsDone(crate::container::phases::now_ns()));
 
     enter_workdir(&plan.exec)?;
-    late_cgroup.wait_ready(chan)?;
+    after_go.wait_ready(chan)?;
     if let Some(gate) = &plan.oci {
         *started = Some(wait_for_start(plan, gate, chan)?);
     }

@@ -36,6 +36,9 @@ pub enum Msg {
     /// network namespace is up (done while the child mounts its cgroupfs). The child waits for it before
     /// its command.
     CgroupReady,
+    /// Parent -> child, after Go ([`super::ChildPlan::net_from_parent`]): the network namespace strata
+    /// made for it, loopback up; the child enters it before its /sys mount.
+    NetNs(OwnedFd),
 }
 
 /// The most fds one message carries (v1 has a dozen hierarchies at most).
@@ -91,9 +94,10 @@ impl Channel {
                 buf.extend_from_slice(&t.to_le_bytes());
                 &[]
             }
-            Msg::FuseFd(fd) | Msg::RootTree(fd) => {
+            Msg::FuseFd(fd) | Msg::RootTree(fd) | Msg::NetNs(fd) => {
                 buf.push(match msg {
                     Msg::FuseFd(_) => b'F',
+                    Msg::NetNs(_) => b'S',
                     _ => b'T',
                 });
                 fds = vec![fd.as_raw_fd()];
@@ -112,6 +116,18 @@ impl Channel {
 
     /// Next message, or `None` at end-of-file (the peer exec'd or exited).
     pub fn recv(&self) -> Result<Option<Msg>, Errno> {
+        self.recv_flags(MsgFlags::empty())
+    }
+
+    /// The next message if one is queued, without waiting (`None` also when none is).
+    pub fn recv_queued(&self) -> Result<Option<Msg>, Errno> {
+        match self.recv_flags(MsgFlags::MSG_DONTWAIT) {
+            Err(Errno::EAGAIN) => Ok(None),
+            r => r,
+        }
+    }
+
+    fn recv_flags(&self, flags: MsgFlags) -> Result<Option<Msg>, Errno> {
         let mut buf = [0u8; 4096];
         let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
         let (n, mut fds) = loop {
@@ -120,7 +136,7 @@ impl Channel {
                 self.0.as_raw_fd(),
                 &mut iov,
                 Some(&mut space),
-                MsgFlags::MSG_CMSG_CLOEXEC,
+                MsgFlags::MSG_CMSG_CLOEXEC | flags,
             ) {
                 Ok(r) => {
                     let mut fds = Vec::new();
@@ -131,7 +147,9 @@ impl Channel {
                     }
                     break (r.bytes, fds);
                 }
-                Err(Errno::EINTR) => continue,
+                // ECONNRESET: the peer closed with our messages unread. The kernel says so once
+                // (and forgets it) before the messages the peer had sent, then end-of-file.
+                Err(Errno::EINTR | Errno::ECONNRESET) => continue,
                 Err(e) => return Err(e),
             }
         };
@@ -151,6 +169,7 @@ impl Channel {
             )),
             b'F' if fds.len() == 1 => Msg::FuseFd(fds.pop().ok_or(Errno::EBADMSG)?),
             b'T' if fds.len() == 1 => Msg::RootTree(fds.pop().ok_or(Errno::EBADMSG)?),
+            b'S' if fds.len() == 1 => Msg::NetNs(fds.pop().ok_or(Errno::EBADMSG)?),
             b'C' => Msg::Cgroup(fds),
             _ => return Err(Errno::EBADMSG),
         }))
@@ -185,5 +204,59 @@ mod tests {
             assert_eq!(byte[0], i as u8);
         }
         assert!(matches!(b.recv().unwrap(), Some(Msg::Go)));
+    }
+
+    #[test]
+    fn a_queued_message_outlives_its_sender_and_nothing_queued_does_not_block() {
+        let (a, b) = pair().unwrap();
+        assert!(matches!(b.recv_queued(), Ok(None)));
+        a.send(&Msg::Error {
+            code: 125,
+            message: "setting the hostname: EINVAL".into(),
+        })
+        .unwrap();
+        drop(a);
+        // The sender is gone: its last word is still there, then end-of-file.
+        match b.recv_queued().unwrap() {
+            Some(Msg::Error { code, message }) => {
+                assert_eq!(
+                    (code, message.as_str()),
+                    (125, "setting the hostname: EINVAL")
+                );
+            }
+            _ => panic!("expected the queued error"),
+        }
+        assert!(matches!(b.recv_queued(), Ok(None)));
+    }
+
+    #[test]
+    fn a_peer_that_closed_with_our_messages_unread_still_has_its_last_word_read() {
+        for recv in [Channel::recv, Channel::recv_queued] {
+            let (a, b) = pair().unwrap();
+            b.send(&Msg::Go).unwrap();
+            a.send(&Msg::Error {
+                code: 125,
+                message: "mounting: EINVAL".into(),
+            })
+            .unwrap();
+            // `a` never read our Go: closing it resets the connection.
+            drop(a);
+            assert!(matches!(recv(&b), Ok(Some(Msg::Error { code: 125, .. }))));
+            assert!(matches!(recv(&b), Ok(None)));
+        }
+    }
+
+    #[test]
+    fn a_network_namespace_message_carries_its_fd() {
+        let (a, b) = pair().unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        a.send(&Msg::NetNs(w)).unwrap();
+        let Some(Msg::NetNs(got)) = b.recv().unwrap() else {
+            panic!("expected the network namespace message")
+        };
+        std::fs::File::from(got).write_all(b"x").unwrap();
+        let mut byte = [0u8];
+        std::fs::File::from(r).read_exact(&mut byte).unwrap();
+        assert_eq!(&byte, b"x");
     }
 }

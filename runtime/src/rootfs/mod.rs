@@ -97,6 +97,15 @@ fn propagation_flags(value: &str) -> Result<MsFlags, RootfsError> {
     Ok(rec | flag)
 }
 
+/// A step of [`Plan::enter`] that may need something of the caller first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Before {
+    /// A sysfs mount, which shows the mounting process's network namespace.
+    Sysfs,
+    /// The /sys/fs/cgroup mount, which shows the mounting process's cgroup namespace.
+    Cgroupfs,
+}
+
 impl Plan {
     /// Builds the plan from the spec. `own_netns` tells whether sysfs can be mounted fresh (sysfs needs a
     /// network namespace owned by the container's user namespace); otherwise the host's /sys is bound.
@@ -165,9 +174,9 @@ impl Plan {
     /// The late cgroup join (`before_cgroupfs`), then the cgroup mounts, relative to the working directory.
     fn mount_cgroupfs(
         &self,
-        before_cgroupfs: &mut dyn FnMut() -> Result<(), RootfsError>,
+        before: &mut dyn FnMut(Before) -> Result<(), RootfsError>,
     ) -> Result<(), RootfsError> {
-        before_cgroupfs()?;
+        before(Before::Cgroupfs)?;
         match &self.cgroupfs {
             Some(c) => c.mount_relative(),
             None => Ok(()),
@@ -180,12 +189,14 @@ impl Plan {
     /// `trees` are detached idmapped mounts made by the parent (user namespace): the rootfs itself for a
     /// bind rootfs (attached instead of bind-mounting the directory), or the overlay's lower layers.
     ///
-    /// `before_cgroupfs` runs just before the /sys/fs/cgroup mount (a late cgroup join: the cgroup
-    /// namespace must exist by then), which comes after pivot_root and the masks when it can.
+    /// `before` runs just before a sysfs mount ([`Before::Sysfs`]: the container's network namespace
+    /// must be entered by then) and just before the /sys/fs/cgroup mount ([`Before::Cgroupfs`]: a late
+    /// cgroup join, whose cgroup namespace must exist by then), which comes after pivot_root and the
+    /// masks when it can.
     pub fn enter(
         &self,
         trees: Vec<std::os::fd::OwnedFd>,
-        before_cgroupfs: &mut dyn FnMut() -> Result<(), RootfsError>,
+        before: &mut dyn FnMut(Before) -> Result<(), RootfsError>,
     ) -> Result<(), RootfsError> {
         use std::os::fd::AsFd;
         // Private by default (nothing the container mounts reaches the host, nothing of the host's
@@ -254,6 +265,9 @@ impl Plan {
         chdir(&self.root).map_err(sys(|| format!("entering rootfs {}", self.root.display())))?;
 
         for m in &self.mounts {
+            if m.fstype.as_deref() == Some("sysfs") {
+                before(Before::Sysfs)?;
+            }
             m.mount_relative()?;
             if m.is_dev_tmpfs() {
                 dev::populate(self.mknod_devices)?;
@@ -272,7 +286,7 @@ impl Plan {
                     .any(|p| c.covers(p))
         });
         if !cgroupfs_last {
-            self.mount_cgroupfs(before_cgroupfs)?;
+            self.mount_cgroupfs(before)?;
         }
         for d in &self.devices {
             d.create(self.mknod_devices)?;
@@ -303,7 +317,7 @@ impl Plan {
         }
         if cgroupfs_last {
             // Relative to / now; the targets are relative to the rootfs.
-            self.mount_cgroupfs(before_cgroupfs)?;
+            self.mount_cgroupfs(before)?;
         }
         if self.readonly_root {
             mount(
