@@ -162,6 +162,25 @@ fn user_env_workdir_and_read_only() {
         "touch /x 2>/dev/null && echo RW || echo RO; touch /dev/shm/x && echo SHM",
     );
     assert_eq!(out, "RO\nSHM\n");
+    // HOME comes from the container's passwd, read as root as runc does: also when only root may
+    // read it (and a user given by id, whose name strata never needs).
+    let out = env.sh(&["--user", "1000"], "echo $HOME");
+    assert_eq!(out, "/home/user\n");
+    std::fs::set_permissions(
+        env.rootfs.join("etc/passwd"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    for fs in ["bind", "kernel", "fuse"] {
+        let out = env.sh(
+            &["--user", "1000", "--fs", fs],
+            "echo $HOME; cat /etc/passwd 2>&1 >/dev/null | wc -l",
+        );
+        assert_eq!(
+            out, "/home/user\n1\n",
+            "--fs {fs}: HOME, and passwd unreadable to the user"
+        );
+    }
     let bad = env.run(&["--rm", "--user", "nobody-here"], &["true"]);
     assert_eq!(bad.status.code(), Some(125));
     assert!(

@@ -130,10 +130,19 @@ impl AfterGo<'_> {
         Ok(())
     }
 
-    /// Waits for the rest of the cgroup, joins it and makes the cgroup namespace (once).
-    fn join(&mut self, plan: &ChildPlan, chan: &Channel) -> Result<(), Failure> {
+    /// Waits for the rest of the cgroup, joins it and makes the cgroup namespace (once). `meanwhile`
+    /// runs first when the cgroup is not there yet.
+    fn join(
+        &mut self,
+        plan: &ChildPlan,
+        chan: &Channel,
+        meanwhile: &mut dyn FnMut(),
+    ) -> Result<(), Failure> {
         if self.joined {
             return Ok(());
+        }
+        if self.tasks.is_none() {
+            meanwhile();
         }
         while self.tasks.is_none() {
             let mut msg = chan.recv().map_err(setup("waiting for the cgroup"))?;
@@ -273,13 +282,33 @@ fn run(
     if plan.loopback && !late && !plan.net_from_parent {
         crate::network::loopback_up().map_err(setup("bringing up loopback"))?;
     }
+    // No HOME in the environment: the user's home from the container's passwd, read as root before the
+    // switch to the user, as runc does (a passwd the user may not read still gives it). A user given by
+    // name is looked up, home included, at the switch.
+    let needs_home = plan.security.user_name.is_none()
+        && !plan
+            .exec
+            .env
+            .iter()
+            .any(|e| e.as_bytes().starts_with(b"HOME="));
+    let mut home = None;
+    // The lookups the exec makes, made while we wait for a late cgroup (after pivot_root): through a
+    // FUSE rootfs each is a round trip to the server, and the kernel keeps the answers for the exec.
+    // Not the home of an OCI container, whose hooks may still change /etc/passwd.
+    let mut look_up = || {
+        if needs_home && plan.oci.is_none() {
+            home = Some(crate::security::home_of(plan.security.uid));
+        }
+        // The first candidate that exists, as the exec will find it.
+        let _ = (plan.exec.candidates.iter()).find(|c| nix::sys::stat::stat(c.as_c_str()).is_ok());
+    };
     if let Some(rootfs) = &plan.rootfs {
         // A failed join is a setup failure (125) like the rootfs's own.
         rootfs
             .enter(trees, &mut |step| {
                 match step {
                     crate::rootfs::Before::Sysfs => after_go.enter_net(chan),
-                    crate::rootfs::Before::Cgroupfs => after_go.join(plan, chan),
+                    crate::rootfs::Before::Cgroupfs => after_go.join(plan, chan, &mut look_up),
                 }
                 .map_err(|f| crate::rootfs::RootfsError::Spec(f.message))
             })
@@ -290,7 +319,7 @@ fn run(
     }
     // Without a sysfs mount (or a rootfs) to wait for.
     after_go.enter_net(chan)?;
-    after_go.join(plan, chan)?;
+    after_go.join(plan, chan, &mut look_up)?;
     umask(old_umask);
     if let Some(console) = &plan.console {
         let tty =
@@ -303,6 +332,9 @@ fn run(
     after_go.wait_ready(chan)?;
     if let Some(gate) = &plan.oci {
         *started = Some(wait_for_start(plan, gate, chan)?);
+    }
+    if needs_home && home.is_none() {
+        home = Some(crate::security::home_of(plan.security.uid));
     }
     let uid = plan.security.apply().map_err(|e| Failure {
         code: 125,
@@ -317,10 +349,11 @@ fn run(
     {
         &plan.exec
     } else {
-        // No HOME in the environment: the user's home from the container's passwd, as runc sets it.
+        // Read above, or now for a user given by name, once it is known.
+        let home = home.unwrap_or_else(|| crate::security::home_of(uid));
         with_home = plan
             .exec
-            .with_env(&format!("HOME={}", crate::security::home_of(uid)))
+            .with_env(&format!("HOME={home}"))
             .map_err(setup("setting HOME"))?;
         &with_home
     };
