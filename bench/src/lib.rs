@@ -5,6 +5,7 @@ pub mod cases;
 pub mod compare;
 pub mod conditions;
 pub mod meta;
+pub mod page_cache;
 pub mod phases;
 pub mod podman;
 pub mod recorder;

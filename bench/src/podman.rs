@@ -264,6 +264,18 @@ pub(crate) struct Podman {
 }
 
 impl Starter for Podman {
+    fn programs(&self) -> Vec<std::path::PathBuf> {
+        let subject = match self.name {
+            "podman-runc" => crate::subjects::Subject::PodmanRunc,
+            "podman-crun" => crate::subjects::Subject::PodmanCrun,
+            _ => crate::subjects::Subject::PodmanStrata,
+        };
+        ["podman", "conmon"]
+            .iter()
+            .filter_map(|t| crate::subjects::find_binary(t, ""))
+            .chain(crate::subjects::podman_runtime(subject).ok())
+            .collect()
+    }
     fn start(&self) -> CaseResult<Sample> {
         let mut cmd = self.root.cmd();
         cmd.args(["run", "--rm", "--network", "none"])

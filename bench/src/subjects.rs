@@ -274,6 +274,26 @@ pub struct StartEnv {
 /// A way of starting /bin/true in a container. `start` may run concurrently from several threads.
 pub trait Starter: Send + Sync {
     fn start(&self) -> CaseResult<Sample>;
+    /// The programs a start executes (the tool and what it runs), whose cached pages the start cases
+    /// drop before the warm-up (see [`crate::page_cache`]).
+    fn programs(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+}
+
+/// The file the containers' /bin/true runs, in the shared rootfs and in the image's layers.
+pub fn container_true_files() -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = busybox_rootfs()
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
+    if let Ok((_, layers)) = image_layers() {
+        roots.extend(layers);
+    }
+    roots
+        .iter()
+        .filter_map(|r| crate::page_cache::container_true(r))
+        .collect()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -566,6 +586,9 @@ struct FloorExec {
 }
 
 impl Starter for FloorExec {
+    fn programs(&self) -> Vec<PathBuf> {
+        vec![self.bin.clone()]
+    }
     fn start(&self) -> CaseResult<Sample> {
         let mut cmd = Command::new(&self.bin);
         cmd.arg(&self.rootfs);
@@ -615,6 +638,9 @@ impl Strata {
 }
 
 impl Starter for Strata {
+    fn programs(&self) -> Vec<PathBuf> {
+        vec![self.bin.clone()]
+    }
     fn start(&self) -> CaseResult<Sample> {
         let phases = run_dir()?.join(unique_name("phases.json"));
         let mut cmd = self.command(&phases)?;
@@ -698,6 +724,9 @@ struct Oci {
 }
 
 impl Starter for Oci {
+    fn programs(&self) -> Vec<PathBuf> {
+        vec![self.bin.clone()]
+    }
     fn start(&self) -> CaseResult<Sample> {
         let id = unique_name(if self.runc { "runc" } else { "crun" });
         let prog = if self.runc { "runc" } else { "crun" };
@@ -791,6 +820,24 @@ fn docker_runtimes(bin: &Path) -> CaseResult<Vec<String>> {
 }
 
 impl Starter for Docker {
+    fn programs(&self) -> Vec<PathBuf> {
+        // The client, the shim containerd starts per container, and the runtime it runs.
+        let mut p = vec![self.bin.clone()];
+        p.extend(find_binary(
+            "containerd-shim-runc-v2",
+            "CONTAINERD_SHIM_BIN",
+        ));
+        match self.runtime {
+            "runc" => p.extend(find_binary("runc", "RUNC_BIN")),
+            "crun" => {
+                // crun-hybrid (on hybrid hosts) and crun itself.
+                p.extend(podman_runtime(Subject::PodmanCrun).ok());
+                p.extend(find_binary("crun", "CRUN_BIN"));
+            }
+            _ => p.extend(find_binary("strata", "STRATA_BIN")),
+        }
+        p
+    }
     fn start(&self) -> CaseResult<Sample> {
         let mut cmd = Command::new(&self.bin);
         cmd.args([

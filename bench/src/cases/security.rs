@@ -344,8 +344,9 @@ pub fn groups(_suite: Suite) -> Vec<Group> {
              /bin/true` as the startup/true group's strata-kernel subject runs it, with strata's default \
              filter (strata-kernel) and with `--security-opt seccomp=unconfined` (no filter). Before it is \
              measured each subject's container reads its own /proc/self/status, which must show Seccomp: 2 \
-             and 0 respectively. 15 ms quiesce after each sample (netns teardown is asynchronous). {}",
-            subjects::RUN_DIR_METHOD
+             and 0 respectively. 15 ms quiesce after each sample (netns teardown is asynchronous). {} {}",
+            subjects::RUN_DIR_METHOD,
+            crate::page_cache::METHOD
         ),
     )
     .reference("strata-kernel")

@@ -20,9 +20,14 @@ pub struct StartupCase {
 pub struct Starts(Option<Arc<dyn Starter>>);
 
 impl Starts {
-    /// One untimed start proves the subject works here before it is measured.
+    /// One untimed start proves the subject works here before it is measured; then its programs
+    /// (with their libraries) and the container's /bin/true leave the page cache, for the warm-up
+    /// starts to read back (see [`crate::page_cache`]).
     pub fn prepare(&mut self, starter: Arc<dyn Starter>) -> CaseResult<()> {
         starter.start()?;
+        let mut files = crate::page_cache::with_libraries(&starter.programs());
+        files.extend(crate::subjects::container_true_files());
+        crate::page_cache::drop_cached(&files);
         self.0 = Some(starter);
         Ok(())
     }
@@ -167,9 +172,10 @@ pub fn groups(_suite: Suite) -> Vec<Group> {
     };
     let method = format!(
         "{METHOD} Rootfs of floor, strata, crun and runc: {}. {floor_program}. Runtimes given to podman: \
-         {podman_runtimes}. {}",
+         {podman_runtimes}. {} {}",
         crate::subjects::rootfs_description(),
-        crate::subjects::RUN_DIR_METHOD
+        crate::subjects::RUN_DIR_METHOD,
+        crate::page_cache::METHOD
     );
     let mut g = Group::new(Family::Startup, "true", method)
         .reference("floor")
@@ -190,9 +196,10 @@ pub fn groups(_suite: Suite) -> Vec<Group> {
              --netns-in-clone) has clone3 make it with the other namespaces, as every other runtime does, and \
              the container process brings loopback up. Before it is measured each subject's container must \
              see only lo, up, in its /sys/class/net. 15 ms quiesce after each sample (netns teardown is \
-             asynchronous). {}",
+             asynchronous). {} {}",
             crate::subjects::IMAGE,
-            crate::subjects::RUN_DIR_METHOD
+            crate::subjects::RUN_DIR_METHOD,
+            crate::page_cache::METHOD
         ),
     )
     .reference("strata-kernel-netns-in-clone3")
