@@ -15,7 +15,9 @@ pub enum StateError {
         "invalid container name \"{0}\": use letters, digits, '_', '.' and '-', starting with a letter or digit"
     )]
     BadName(String),
-    #[error("no such container: {0}")]
+    /// runc's words: containerd takes an error with "does not exist" from `delete` or `kill` for a container
+    /// already gone (and cleans up its task), any other as a failure.
+    #[error("container {0} does not exist")]
     NotFound(String),
     #[error("state of container {id}: {err}")]
     Io { id: String, err: std::io::Error },
@@ -230,6 +232,27 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
 /// True when `pid` is alive and is the same process that started at `start`.
 pub fn same_process_alive(pid: i32, start: u64) -> bool {
     pid > 0 && process_start_time(pid) == Some(start) && !is_zombie(pid)
+}
+
+/// Waits up to `timeout` until the process `pid` that started at `start` has exited (a zombie counts);
+/// true once it has (or was gone already).
+pub fn wait_process_gone(pid: i32, start: u64, timeout: std::time::Duration) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let Ok(pidfd) = crate::sys::pidfd_open(nix::unistd::Pid::from_raw(pid)) else {
+        return true;
+    };
+    // The pid may have been reused between our caller's look and the open: the start time tells.
+    if !same_process_alive(pid, start) {
+        return true;
+    }
+    let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32)
+        .unwrap_or(PollTimeout::MAX);
+    let mut fds = [PollFd::new(
+        std::os::fd::AsFd::as_fd(&pidfd),
+        PollFlags::POLLIN,
+    )];
+    // A pidfd is readable once its process has exited.
+    matches!(poll(&mut fds, ms), Ok(n) if n > 0)
 }
 
 fn is_zombie(pid: i32) -> bool {

@@ -543,10 +543,24 @@ pub fn window_size(fd: BorrowedFd<'_>) -> io::Result<libc::winsize> {
     Ok(ws)
 }
 
-/// Sets the window size of the terminal `fd` (TIOCSWINSZ); its foreground process group gets SIGWINCH.
-pub fn set_window_size(fd: BorrowedFd<'_>, ws: &libc::winsize) -> io::Result<()> {
+/// Sets the window size of the terminal `fd` to (rows, columns) (TIOCSWINSZ); its foreground process
+/// group gets SIGWINCH.
+pub fn set_window_size(fd: BorrowedFd<'_>, (rows, cols): (u16, u16)) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCSWINSZ reads one struct winsize from the pointer, which points to a live one.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws as *const libc::winsize) } < 0 {
+    if unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TIOCSWINSZ,
+            &ws as *const libc::winsize,
+        )
+    } < 0
+    {
         return Err(io::Error::last_os_error());
     }
     Ok(())

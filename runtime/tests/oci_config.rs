@@ -185,6 +185,8 @@ fn oci_console_socket_receives_the_pty_master() {
     let id = unique("oci");
     let mut config = default_config(&env.rootfs, &["sh"]);
     config["process"]["terminal"] = json!(true);
+    // The pty has this size before the command runs (nobody else sets it here).
+    config["process"]["consoleSize"] = json!({"height": 25, "width": 81});
     let bundle = write_bundle(&env, "tty", &config);
     let sock = env.tmp.path().join("console.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
@@ -217,17 +219,25 @@ fn oci_console_socket_receives_the_pty_master() {
     assert!(oci(&env, &["start", &id]).status.success());
     let mut tty = std::fs::File::from(master);
     // `tty` names the pty as the container sees it: one of its own devpts instance, as under runc.
-    tty.write_all(b"echo tty-$((40+2)); [ -t 0 ] && echo is-a-tty; echo at-$(tty)\n")
-        .unwrap();
+    // (The terminal echoes the line typed: `E""ND` keeps the echo from looking like the last output.)
+    tty.write_all(
+        b"echo tty-$((40+2)); [ -t 0 ] && echo is-a-tty; echo at-$(tty); echo SIZE=$(stty size 2>&1)=E\"\"ND\n",
+    )
+    .unwrap();
     let mut seen = String::new();
     let mut buf = [0u8; 1024];
-    while !(seen.contains("tty-42")
-        && seen.contains("is-a-tty\r\n")
-        && seen.contains("at-/dev/pts/0\r\n"))
-    {
+    while !seen.contains("=END\r\n") {
         let n = tty.read(&mut buf).unwrap();
         assert!(n > 0, "pty closed; saw {seen:?}");
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    for want in [
+        "tty-42",
+        "is-a-tty\r\n",
+        "at-/dev/pts/0\r\n",
+        "SIZE=25 81=END\r\n",
+    ] {
+        assert!(seen.contains(want), "no {want:?} on the terminal: {seen:?}");
     }
     tty.write_all(b"exit\n").unwrap();
     wait_status(&env, &id, "stopped");

@@ -58,7 +58,7 @@ fn oci_create_start_exit_delete() {
 
     let o = oci(&env, &["delete", &id]);
     assert!(o.status.success(), "delete: {}", common::stderr(&o));
-    assert_one_line_error(&oci(&env, &["state", &id]), "no such container");
+    assert_one_line_error(&oci(&env, &["state", &id]), "does not exist");
     env.assert_nothing_left();
 }
 
@@ -96,7 +96,48 @@ fn oci_errors_for_wrong_states_and_unknown_ids() {
         vec!["delete", ghost.as_str()],
         vec!["pause", ghost.as_str()],
     ] {
-        assert_one_line_error(&oci(&env, &cmd), "no such container");
+        assert_one_line_error(&oci(&env, &cmd), "does not exist");
+    }
+    env.assert_nothing_left();
+}
+
+#[test]
+fn a_start_that_cannot_exec_leaves_a_stopped_container() {
+    // The container process reports the failed exec to `strata start` and exits, and a mount
+    // namespace with many mounts takes a while to go. containerd's shim deletes a failed start at
+    // once and refuses a task whose state still says created (its cgroup and state were then left
+    // behind): `start` returns only once the process has exited.
+    let env = Env::new();
+    let mut config = default_config(&env.rootfs, &["/etc/passwd"]);
+    let mounts = config["mounts"].as_array_mut().unwrap();
+    for i in 0..200 {
+        mounts.push(serde_json::json!({
+            "destination": format!("/tmp/many/m{i}"), "type": "tmpfs", "source": "tmpfs",
+        }));
+    }
+    let bundle = write_bundle(&env, "noexec", &config);
+    for _ in 0..5 {
+        let id = unique("oci");
+        let (status, err) = create(&env, &id, &bundle, &[]);
+        assert!(status.success(), "create: {err}");
+        let pid = state(&env, &id)["pid"].as_i64().unwrap();
+        let o = oci(&env, &["start", &id]);
+        // Looked at right away (a `strata state` would take a fork and an exec first).
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after_paren = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
+        assert!(
+            stat.is_empty() || after_paren.starts_with('Z'),
+            "the container process still runs after the failed start: {stat}"
+        );
+        assert!(!o.status.success());
+        assert!(
+            common::stderr(&o).contains("permission denied"),
+            "{}",
+            common::stderr(&o)
+        );
+        assert_eq!(state(&env, &id)["status"], "stopped");
+        let o = oci(&env, &["delete", &id]);
+        assert!(o.status.success(), "delete: {}", common::stderr(&o));
     }
     env.assert_nothing_left();
 }

@@ -113,7 +113,7 @@ fn ps_kill_rm() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(125));
-    assert!(common::stderr(&missing).contains("no such container"));
+    assert!(common::stderr(&missing).contains("does not exist"));
     env.assert_nothing_left();
 }
 

@@ -99,16 +99,7 @@ fn tty_gives_the_command_a_terminal_of_the_callers_size_and_relays_it() {
     screen.wait_for("ready");
 
     // A new size reaches the container with strata's SIGWINCH.
-    strata_runtime::sys::set_window_size(
-        std::os::fd::AsFd::as_fd(&keys),
-        &libc::winsize {
-            ws_row: 40,
-            ws_col: 120,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        },
-    )
-    .unwrap();
+    strata_runtime::sys::set_window_size(std::os::fd::AsFd::as_fd(&keys), (40, 120)).unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGWINCH,

@@ -62,7 +62,7 @@ fn resolve(root: &StateRoot, parent: &str, id: &str) -> anyhow::Result<(String, 
             .cgroup
             .with_context(|| format!("container {id} has no cgroup"));
     }
-    ContainerCgroup::open(parent, id).with_context(|| format!("no such container: {id}"))?;
+    ContainerCgroup::open(parent, id).with_context(|| format!("container {id} does not exist"))?;
     Ok((parent.to_string(), id.to_string()))
 }
 

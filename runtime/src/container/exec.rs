@@ -145,6 +145,11 @@ pub fn exec(root: &StateRoot, cfg: &ExecConfig) -> Result<i32, ContainerError> {
         fuse_mount: None,
         oci: None,
         detached: cfg.detach,
+        console_size: super::prepare::console_size(&spec).or_else(|| {
+            relay_end
+                .as_ref()
+                .and_then(|_| crate::process::tty::caller_size())
+        }),
         console,
     };
 

@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -154,6 +155,12 @@ pub fn start(root: &StateRoot, id: &str) -> Result<(), ContainerError> {
     conn.read_to_string(&mut reply).map_err(io("starting"))?;
     let _ = std::fs::remove_file(&sock);
     if !reply.is_empty() {
+        // The container process reported why its command cannot run and is exiting; it closed this
+        // connection before its mount and pid namespaces were torn down, which takes a while. Return
+        // once it has exited, so that a `state` right after says stopped: containerd's shim deletes a
+        // failed start at once and refuses a task that still looks created, leaving its cgroup and
+        // state behind.
+        crate::state::wait_process_gone(c.state.pid, c.state.pid_start, Duration::from_secs(5));
         return Err(ContainerError::Usage(reply));
     }
     c.state.status = Status::Running;

@@ -146,7 +146,21 @@ pub(super) fn prepare(cfg: &RunConfig, id: &str, dir: PathBuf) -> Result<Prepare
             (merged, rootfs::Source::Premounted)
         }
     };
-    let spec = spec::build(root.clone(), &cfg.process, &image_defaults)?;
+    let mut spec = spec::build(root.clone(), &cfg.process, &image_defaults)?;
+    // `-t`: the pty starts at the caller's size (process.consoleSize, as Docker passes it to runc).
+    if let (true, Some((rows, cols)), Some(p)) = (
+        cfg.process.tty,
+        process::tty::caller_size(),
+        spec.process_mut().as_mut(),
+    ) {
+        p.set_console_size(Some(
+            oci_spec::runtime::BoxBuilder::default()
+                .height(u64::from(rows))
+                .width(u64::from(cols))
+                .build()
+                .map_err(|e| ContainerError::Usage(e.to_string()))?,
+        ));
+    }
     if cfg.process.userns && fs != FsMode::Bind {
         // The upper layer belongs to the container's root (the first id of its range).
         let host = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
@@ -271,6 +285,7 @@ pub(super) fn child_plan(
         oci: None,
         detached: false,
         console: None,
+        console_size: console_size(spec),
         fuse_mount: fuse.map(|c| {
             let opts = strata_overlayfs::FuseMountOptions::from(c);
             let target = root.to_path_buf();
@@ -300,4 +315,13 @@ fn overlay_dirs(
         std::fs::create_dir(d).map_err(io(format!("creating {}", d.display())))?;
     }
     Ok(dirs)
+}
+
+/// The spec's `process.consoleSize` as (rows, columns), saturated to the kernel's u16.
+pub(super) fn console_size(spec: &oci_spec::runtime::Spec) -> Option<(u16, u16)> {
+    let clamp = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
+    spec.process()
+        .as_ref()
+        .and_then(|p| p.console_size())
+        .map(|b| (clamp(b.height()), clamp(b.width())))
 }

@@ -324,6 +324,10 @@ fn run(
     if let Some(console) = &plan.console {
         let tty =
             super::console::open_and_send(console).map_err(setup("setting up the terminal"))?;
+        if let Some(size) = plan.console_size {
+            crate::sys::set_window_size(std::os::fd::AsFd::as_fd(&tty), size)
+                .map_err(setup("setting the terminal's size"))?;
+        }
         crate::sys::make_controlling_tty(&tty).map_err(setup("setting up the terminal"))?;
     }
     let _ = chan.send(&Msg::RootfsDone(crate::container::phases::now_ns()));

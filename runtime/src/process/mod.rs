@@ -147,6 +147,10 @@ pub struct ChildPlan {
     /// `/dev/pts/N` there, as under runc), sends the master over it and makes the slave its stdio and
     /// controlling terminal.
     pub console: Option<std::os::unix::net::UnixStream>,
+    /// The pty's size (rows, columns), set before the command runs (`process.consoleSize`; for `run -t`
+    /// and a relayed `exec -t`, the caller's): a size strata's relay set only after the exec raced the
+    /// command's first look at it.
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// [`ChildPlan::child_opens_dev_fuse`] for a plan still being made.

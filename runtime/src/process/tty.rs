@@ -36,6 +36,14 @@ fn recv_master(console: &UnixStream) -> io::Result<OwnedFd> {
     ))
 }
 
+/// The caller's window size (stdin's, else stdout's) as (rows, columns); None when neither is a terminal.
+pub fn caller_size() -> Option<(u16, u16)> {
+    crate::sys::window_size(io::stdin().as_fd())
+        .or_else(|_| crate::sys::window_size(io::stdout().as_fd()))
+        .ok()
+        .map(|ws| (ws.ws_row, ws.ws_col))
+}
+
 /// The relay between strata's stdio and the container's pty, driven from strata's wait loop (one thread:
 /// `strata exec` has joined the container's pid namespace, where the kernel refuses new threads).
 /// Dropping it restores the caller's terminal.
@@ -79,10 +87,8 @@ impl Relay {
 
     /// Passes the caller's window size (stdin's, else stdout's) to the container's terminal.
     pub fn resize(&self) {
-        let size = crate::sys::window_size(io::stdin().as_fd())
-            .or_else(|_| crate::sys::window_size(io::stdout().as_fd()));
-        if let Ok(ws) = size {
-            let _ = crate::sys::set_window_size(self.master.as_fd(), &ws);
+        if let Some(size) = caller_size() {
+            let _ = crate::sys::set_window_size(self.master.as_fd(), size);
         }
     }
 
