@@ -1,6 +1,8 @@
 //! Bridge networking between the host and a process in its own network namespace: addresses,
 //! route, ping and TCP over the veth, the tc rate limit in both directions, teardown.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
@@ -151,12 +153,7 @@ fn veth_carries_ping_and_tcp_and_teardown_leaves_nothing() {
     // Inside: lo and eth0 up, eth0 has the address, a default route via the host end.
     let inside = holder
         .inside(move || {
-            let devs: Vec<String> = std::fs::read_to_string("/proc/thread-self/net/dev")
-                .unwrap()
-                .lines()
-                .skip(2)
-                .filter_map(|l| l.split(':').next().map(|s| s.trim().to_string()))
-                .collect();
+            let devs: Vec<String> = common::net_devices();
             let route = std::fs::read_to_string("/proc/thread-self/net/route").unwrap();
             (
                 devs,

@@ -1,5 +1,7 @@
 //! loopback_up in a fresh network namespace (unshared by one thread of this test).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
@@ -31,12 +33,7 @@ fn loopback_comes_up_in_a_fresh_netns() {
         loopback_up().unwrap();
         assert!(interface_is_up("lo").unwrap());
         // Only lo exists in the namespace.
-        let devs: Vec<String> = std::fs::read_to_string("/proc/thread-self/net/dev")
-            .unwrap()
-            .lines()
-            .skip(2)
-            .filter_map(|l| l.split(':').next().map(|s| s.trim().to_string()))
-            .collect();
+        let devs: Vec<String> = common::net_devices();
         assert_eq!(devs, vec!["lo".to_string()]);
         // And it carries traffic.
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -92,12 +89,7 @@ fn a_namespace_made_for_a_container_has_lo_up_and_its_maker_comes_back() {
         nix::sched::setns(&made, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
         assert_eq!(ns(), made_ino);
         assert!(interface_is_up("lo").unwrap());
-        let devs: Vec<String> = std::fs::read_to_string("/proc/thread-self/net/dev")
-            .unwrap()
-            .lines()
-            .skip(2)
-            .filter_map(|l| l.split(':').next().map(|s| s.trim().to_string()))
-            .collect();
+        let devs: Vec<String> = common::net_devices();
         assert_eq!(devs, vec!["lo".to_string()]);
     })
     .join()

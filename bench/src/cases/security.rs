@@ -3,15 +3,13 @@
 //! `strata run`. Two layouts of the same rules are compared: strata's search tree and the linear chain
 //! seccompiler builds (the layout strata used before), against no filter at all.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use strata_runtime::security::{self, CapsHashSet};
 
-use super::namespaces::NET_QUIESCE;
-use super::startup::Starts;
+use super::startup::{Starts, StrataVariant};
 use super::{Case, CaseError, CaseResult, Family, Group, Sample, Suite};
-use crate::subjects::{self, IMAGE, StartEnv};
+use crate::subjects::{self, IMAGE};
 use crate::sys::{self, CloneStack, Probe, SeccompFilter, SeccompTiming};
 
 /// Calls per sample of the per-syscall groups.
@@ -200,58 +198,32 @@ impl Case for CompileCase {
     }
 }
 
-/// The security options of the two end-to-end subjects.
-const UNCONFINED: &[&str] = &["--security-opt", "seccomp=unconfined"];
-
-/// `strata run --fs kernel` of /bin/true with the default filter or without any.
-struct StartCase {
-    unconfined: bool,
-    starts: Starts,
-}
-
-impl StartCase {
-    fn extra(&self) -> &'static [&'static str] {
-        if self.unconfined { UNCONFINED } else { &[] }
-    }
-}
-
-/// The `Seccomp:` mode of a process in a container started by `bin` with `extra` (0 none, 2 filter).
-fn container_seccomp_mode(bin: &Path, extra: &[&str]) -> CaseResult<String> {
-    subjects::strata_kernel_output(bin, extra, &["/bin/cat", "/proc/self/status"])?
-        .lines()
-        .find_map(|l| l.strip_prefix("Seccomp:").map(|v| v.trim().to_string()))
-        .ok_or_else(|| CaseError::failed("no Seccomp: line in the container's /proc/self/status"))
-}
-
-impl Case for StartCase {
-    fn subject(&self) -> String {
-        if self.unconfined {
-            "strata-kernel-unconfined".into()
+/// seccomp-start's subject: strata's default filter, or none (`--security-opt seccomp=unconfined`); its
+/// container's /proc/self/status must show Seccomp: 2 or 0.
+fn seccomp_variant(unconfined: bool) -> StrataVariant {
+    let want = if unconfined { "0" } else { "2" };
+    StrataVariant {
+        subject: if unconfined {
+            "strata-kernel-unconfined"
         } else {
-            "strata-kernel".into()
-        }
-    }
-    fn prepare(&mut self) -> CaseResult<()> {
-        let bin = subjects::strata_binary()?;
-        // The subject is what it claims: a filter in the container, or none.
-        let mode = container_seccomp_mode(&bin, self.extra())?;
-        let want = if self.unconfined { "0" } else { "2" };
-        if mode != want {
-            return Err(CaseError::failed(format!(
-                "the container's seccomp mode is {mode}, expected {want}"
-            )));
-        }
-        let starter = subjects::strata("kernel", &StartEnv::default(), self.extra())?;
-        self.starts.prepare(starter)
-    }
-    fn run_once(&mut self) -> CaseResult<Sample> {
-        self.starts.run_once()
-    }
-    fn teardown(&mut self) {
-        self.starts.teardown();
-    }
-    fn quiesce(&self) -> Duration {
-        NET_QUIESCE
+            "strata-kernel"
+        },
+        extra: if unconfined {
+            &["--security-opt", "seccomp=unconfined"]
+        } else {
+            &[]
+        },
+        check: &["/bin/cat", "/proc/self/status"],
+        expect: Box::new(move |status| {
+            let mode = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Seccomp:").map(str::trim))
+                .ok_or("no Seccomp: line in the container's /proc/self/status")?;
+            (mode == want)
+                .then_some(())
+                .ok_or_else(|| format!("the container's seccomp mode is {mode}, expected {want}"))
+        }),
+        starts: Starts::default(),
     }
 }
 
@@ -350,14 +322,8 @@ pub fn groups(_suite: Suite) -> Vec<Group> {
         ),
     )
     .reference("strata-kernel")
-    .case(StartCase {
-        unconfined: false,
-        starts: Starts::default(),
-    })
-    .case(StartCase {
-        unconfined: true,
-        starts: Starts::default(),
-    });
+    .case(seccomp_variant(false))
+    .case(seccomp_variant(true));
 
     vec![install, getppid, refused, compile, start]
 }

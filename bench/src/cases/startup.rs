@@ -97,49 +97,29 @@ pub const METHOD: &str = "Wall time from spawning the subject until /bin/true ha
     argument parsing, name claim) and exit (from its last phase to the reap: the phase file, process exit), \
     from the bench's CLOCK_MONOTONIC readings around the spawn.";
 
-/// The hidden `strata run` flag that has clone3 make the network namespace.
-const NETNS_IN_CLONE: &[&str] = &["--netns-in-clone"];
+/// A [`StrataVariant`]'s judge of its check's output (trimmed): why it is not the subject's.
+pub type Expect = Box<dyn Fn(&str) -> Result<(), String> + Send>;
 
-/// `strata run --fs kernel` of /bin/true with its network namespace made by strata after the clone (its
-/// default) or by clone3 with the other namespaces.
-struct NetnsCase {
-    in_clone: bool,
-    starts: Starts,
+/// `strata run --fs kernel` of /bin/true as the startup/true group's strata-kernel subject runs it, with
+/// `extra` flags: a variant of strata compared with its default in its own group. Before it is measured,
+/// its container runs `check` once, whose output `expect` judges, so the subject is what it claims.
+pub struct StrataVariant {
+    pub subject: &'static str,
+    pub extra: &'static [&'static str],
+    pub check: &'static [&'static str],
+    pub expect: Expect,
+    pub starts: Starts,
 }
 
-impl NetnsCase {
-    fn extra(&self) -> &'static [&'static str] {
-        if self.in_clone { NETNS_IN_CLONE } else { &[] }
-    }
-}
-
-/// What a container started by `bin` with `extra` sees of its network: the devices in its /sys/class/net
-/// and loopback's flags there (its /sys must be its own network namespace's, lo up).
-fn container_network(bin: &std::path::Path, extra: &[&str]) -> CaseResult<String> {
-    let script = "echo $(ls /sys/class/net) $(cat /sys/class/net/lo/flags)";
-    let out = crate::subjects::strata_kernel_output(bin, extra, &["/bin/sh", "-c", script])?;
-    Ok(out.trim().to_string())
-}
-
-impl Case for NetnsCase {
+impl Case for StrataVariant {
     fn subject(&self) -> String {
-        if self.in_clone {
-            "strata-kernel-netns-in-clone3".into()
-        } else {
-            "strata-kernel".into()
-        }
+        self.subject.into()
     }
     fn prepare(&mut self) -> CaseResult<()> {
         let bin = crate::subjects::strata_binary()?;
-        // Both give the container the same thing: a namespace of its own with only lo, up (IFF_UP |
-        // IFF_LOOPBACK = 0x9).
-        let seen = container_network(&bin, self.extra())?;
-        if seen != "lo 0x9" {
-            return Err(CaseError::failed(format!(
-                "the container's network is \"{seen}\", expected \"lo 0x9\" (only lo, up)"
-            )));
-        }
-        let starter = crate::subjects::strata("kernel", &StartEnv::default(), self.extra())?;
+        let seen = crate::subjects::strata_kernel_output(&bin, self.extra, self.check)?;
+        (self.expect)(seen.trim()).map_err(CaseError::failed)?;
+        let starter = crate::subjects::strata("kernel", &StartEnv::default(), self.extra)?;
         self.starts.prepare(starter)
     }
     fn run_once(&mut self) -> CaseResult<Sample> {
@@ -150,6 +130,31 @@ impl Case for NetnsCase {
     }
     fn quiesce(&self) -> Duration {
         NET_QUIESCE
+    }
+}
+
+/// startup/netns's subject: strata's default, or with the hidden flag that has clone3 make the network
+/// namespace. Both must give the container a namespace of its own with only lo, up (IFF_UP |
+/// IFF_LOOPBACK = 0x9), as its /sys shows.
+fn netns_variant(in_clone: bool) -> StrataVariant {
+    StrataVariant {
+        subject: if in_clone {
+            "strata-kernel-netns-in-clone3"
+        } else {
+            "strata-kernel"
+        },
+        extra: if in_clone { &["--netns-in-clone"] } else { &[] },
+        check: &[
+            "/bin/sh",
+            "-c",
+            "echo $(ls /sys/class/net) $(cat /sys/class/net/lo/flags)",
+        ],
+        expect: Box::new(|seen| {
+            (seen == "lo 0x9").then_some(()).ok_or_else(|| {
+                format!("the container's network is \"{seen}\", expected \"lo 0x9\" (only lo, up)")
+            })
+        }),
+        starts: Starts::default(),
     }
 }
 
@@ -203,13 +208,7 @@ pub fn groups(_suite: Suite) -> Vec<Group> {
         ),
     )
     .reference("strata-kernel-netns-in-clone3")
-    .case(NetnsCase {
-        in_clone: false,
-        starts: Starts::default(),
-    })
-    .case(NetnsCase {
-        in_clone: true,
-        starts: Starts::default(),
-    });
+    .case(netns_variant(false))
+    .case(netns_variant(true));
     vec![g, netns]
 }

@@ -9,6 +9,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// The network devices of the calling thread's network namespace (/proc/thread-self/net/dev).
+pub fn net_devices() -> Vec<String> {
+    std::fs::read_to_string("/proc/thread-self/net/dev")
+        .unwrap()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|s| s.trim().to_string()))
+        .collect()
+}
+
 /// A unique name for this process and call, safe to use in parallel with other tests and helpers.
 pub fn unique(prefix: &str) -> String {
     format!(
