@@ -201,27 +201,21 @@ fn oci_pause_freezes_and_resume_thaws() {
     assert!(oci(&env, &["start", &id]).status.success());
     wait_path(&ticks);
 
-    let o = oci(&env, &["pause", &id]);
-    assert!(o.status.success(), "pause: {}", common::stderr(&o));
-    let s = wait_status(&env, &id, "paused");
-    let pid = s["pid"].as_i64().unwrap();
-    // Frozen for good once the freezer reports FROZEN: the loop makes no progress.
+    let pid = state(&env, &id)["pid"].as_i64().unwrap();
     let freezer = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let rel = freezer
         .lines()
         .find_map(|l| l.split_once(":freezer:").map(|(_, p)| p.to_string()))
         .expect("the container is in a freezer cgroup");
     let state_file = format!("/sys/fs/cgroup/freezer{rel}/freezer.state");
-    for _ in 0..2000 {
-        if std::fs::read_to_string(&state_file).unwrap().trim() == "FROZEN" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let o = oci(&env, &["pause", &id]);
+    assert!(o.status.success(), "pause: {}", common::stderr(&o));
+    // `pause` returns once every process has stopped (FROZEN, not FREEZING): the loop makes no progress.
     assert_eq!(
         std::fs::read_to_string(&state_file).unwrap().trim(),
         "FROZEN"
     );
+    wait_status(&env, &id, "paused");
     let before = std::fs::read(&ticks).unwrap().len();
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(

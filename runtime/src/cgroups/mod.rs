@@ -475,10 +475,50 @@ impl ContainerCgroup {
     }
 
     /// Freezes (`true`) or thaws every process of the cgroup: the v1 freezer, or cgroup.freeze on v2.
+    ///
+    /// A freeze returns once every process has stopped, as runc's does: the kernel freezes
+    /// asynchronously (v1's freezer.state reads FREEZING meanwhile, v2's cgroup.events `frozen 0`), and a
+    /// `pause` that returned earlier left `docker pause` showing a container still running code. One
+    /// that has not stopped within 2 s is thawed again and the freeze fails.
     pub fn set_frozen(&self, frozen: bool) -> Result<()> {
-        match &self.backend {
+        let set = |frozen: bool| match &self.backend {
             Backend::V1(c) => c.set_frozen(frozen),
             Backend::V2(c) => c.set_frozen(frozen),
+        };
+        set(frozen)?;
+        if !frozen {
+            return Ok(());
+        }
+        let waited = wait_until(std::time::Duration::from_secs(2), || {
+            let done = self.fully_frozen();
+            if !done {
+                // v1 freezes only the tasks it finds at the write: writing again catches the rest
+                // (new children, tasks that were in a vfork), as runc does.
+                let _ = set(true);
+            }
+            done
+        });
+        waited.map_err(|waited_ms| {
+            let _ = set(false);
+            CgroupError::Backend {
+                op: "freeze",
+                message: format!("its processes had not all stopped after {waited_ms} ms; thawed"),
+            }
+        })
+    }
+
+    /// Every process of the cgroup is stopped (not only asked to stop).
+    fn fully_frozen(&self) -> bool {
+        match &self.backend {
+            Backend::V1(_) => read_opt(
+                &Path::new(CGROUP_ROOT)
+                    .join("freezer")
+                    .join(&self.rel)
+                    .join("freezer.state"),
+            )
+            .is_some_and(|s| s.trim() == "FROZEN"),
+            Backend::V2(c) => read_opt(&c.dir().join("cgroup.events"))
+                .is_some_and(|s| s.lines().any(|l| l.trim() == "frozen 1")),
         }
     }
 
