@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use strata_runtime::security::{self, CapsHashSet};
 
-use super::startup::{Starts, StrataVariant};
+use super::startup::{StartupCase, StrataVariant};
 use super::{Case, CaseError, CaseResult, Family, Group, Sample, Suite};
 use crate::subjects::{self, IMAGE};
 use crate::sys::{self, CloneStack, Probe, SeccompFilter, SeccompTiming};
@@ -223,7 +223,6 @@ fn seccomp_variant(unconfined: bool) -> StrataVariant {
                 .then_some(())
                 .ok_or_else(|| format!("the container's seccomp mode is {mode}, expected {want}"))
         }),
-        starts: Starts::default(),
     }
 }
 
@@ -322,8 +321,8 @@ pub fn groups(_suite: Suite) -> Vec<Group> {
         ),
     )
     .reference("strata-kernel")
-    .case(seccomp_variant(false))
-    .case(seccomp_variant(true));
+    .case(StartupCase::from(seccomp_variant(false)))
+    .case(StartupCase::from(seccomp_variant(true)));
 
     vec![install, getppid, refused, compile, start]
 }

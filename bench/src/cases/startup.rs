@@ -8,16 +8,20 @@ use super::namespaces::NET_QUIESCE;
 use super::{Case, CaseError, CaseResult, Family, Group, Sample, Suite};
 use crate::subjects::{StartEnv, Starter, Subject};
 
+/// A case that times starts of one subject: a [`Subject`] from `env`, or a [`StrataVariant`].
 pub struct StartupCase {
-    pub subject: Subject,
-    pub env: StartEnv,
+    source: Source,
     starts: Starts,
 }
 
-/// A prepared subject measured by starting it again and again; shared by every case that times a
-/// start (startup/true, security/seccomp-start).
+enum Source {
+    Subject(Subject, StartEnv),
+    Variant(StrataVariant),
+}
+
+/// A prepared subject measured by starting it again and again.
 #[derive(Default)]
-pub struct Starts(Option<Arc<dyn Starter>>);
+struct Starts(Option<Arc<dyn Starter>>);
 
 impl Starts {
     /// One untimed start proves the subject works here before it is measured; then its programs
@@ -45,8 +49,16 @@ impl Starts {
 impl StartupCase {
     pub fn new(subject: Subject, env: StartEnv) -> Self {
         StartupCase {
-            subject,
-            env,
+            source: Source::Subject(subject, env),
+            starts: Starts::default(),
+        }
+    }
+}
+
+impl From<StrataVariant> for StartupCase {
+    fn from(v: StrataVariant) -> Self {
+        StartupCase {
+            source: Source::Variant(v),
             starts: Starts::default(),
         }
     }
@@ -54,10 +66,16 @@ impl StartupCase {
 
 impl Case for StartupCase {
     fn subject(&self) -> String {
-        self.subject.name().into()
+        match &self.source {
+            Source::Subject(s, _) => s.name().into(),
+            Source::Variant(v) => v.subject.into(),
+        }
     }
     fn prepare(&mut self) -> CaseResult<()> {
-        let starter = self.subject.prepare(&self.env)?;
+        let starter = match &self.source {
+            Source::Subject(s, env) => s.prepare(env)?,
+            Source::Variant(v) => v.starter()?,
+        };
         self.starts.prepare(starter)
     }
     fn run_once(&mut self) -> CaseResult<Sample> {
@@ -108,28 +126,15 @@ pub struct StrataVariant {
     pub extra: &'static [&'static str],
     pub check: &'static [&'static str],
     pub expect: Expect,
-    pub starts: Starts,
 }
 
-impl Case for StrataVariant {
-    fn subject(&self) -> String {
-        self.subject.into()
-    }
-    fn prepare(&mut self) -> CaseResult<()> {
+impl StrataVariant {
+    /// Checks the variant's container, then its starter.
+    fn starter(&self) -> CaseResult<Arc<dyn Starter>> {
         let bin = crate::subjects::strata_binary()?;
         let seen = crate::subjects::strata_kernel_output(&bin, self.extra, self.check)?;
         (self.expect)(seen.trim()).map_err(CaseError::failed)?;
-        let starter = crate::subjects::strata("kernel", &StartEnv::default(), self.extra)?;
-        self.starts.prepare(starter)
-    }
-    fn run_once(&mut self) -> CaseResult<Sample> {
-        self.starts.run_once()
-    }
-    fn teardown(&mut self) {
-        self.starts.teardown();
-    }
-    fn quiesce(&self) -> Duration {
-        NET_QUIESCE
+        crate::subjects::strata("kernel", &StartEnv::default(), self.extra)
     }
 }
 
@@ -154,7 +159,6 @@ fn netns_variant(in_clone: bool) -> StrataVariant {
                 format!("the container's network is \"{seen}\", expected \"lo 0x9\" (only lo, up)")
             })
         }),
-        starts: Starts::default(),
     }
 }
 
@@ -208,7 +212,7 @@ pub fn groups(_suite: Suite) -> Vec<Group> {
         ),
     )
     .reference("strata-kernel-netns-in-clone3")
-    .case(netns_variant(false))
-    .case(netns_variant(true));
+    .case(StartupCase::from(netns_variant(false)))
+    .case(StartupCase::from(netns_variant(true)));
     vec![g, netns]
 }
