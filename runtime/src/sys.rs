@@ -312,6 +312,14 @@ pub fn new_netns_with_loopback(
     made
 }
 
+/// Moves the calling process (single-threaded: a forked helper) into a new network namespace for good,
+/// brings its loopback up and returns the namespace, which outlives the process through the fd.
+pub fn enter_new_netns_with_loopback() -> std::io::Result<std::os::fd::OwnedFd> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+    set_interface_up_via(&ioctl_socket()?, "lo")?;
+    std::fs::File::open("/proc/thread-self/ns/net").map(std::os::fd::OwnedFd::from)
+}
+
 fn set_interface_up_via(sock: &std::os::fd::OwnedFd, name: &str) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let mut req = ifreq_for(name)?;

@@ -131,6 +131,22 @@ pub struct RunConfig {
     pub netns_in_clone: bool,
 }
 
+impl RunConfig {
+    /// Whether, as far as the flags tell before `prepare`, the container's network namespace may be made
+    /// by strata (`ChildPlan::net_from_parent`, which decides): a new one, not bridged, no user namespace.
+    pub fn netns_may_come_from_parent(&self) -> bool {
+        let pr = &self.process;
+        self.net != NetMode::Bridge
+            && !self.netns_in_clone
+            && !pr.userns
+            && !pr.share.contains(&Kind::Net)
+            && !pr
+                .join
+                .iter()
+                .any(|(k, _)| matches!(k, Kind::Net | Kind::User))
+    }
+}
+
 /// `--net`: `none` and `loopback` both give a new network namespace with only loopback, up; `bridge`
 /// adds a veth pair with an address on each end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -141,13 +157,19 @@ pub enum NetMode {
 }
 
 /// `strata run`: returns the exit status strata should exit with (the container's, or 0 when detached).
-pub fn run(cfg: RunConfig) -> Result<i32, ContainerError> {
+/// `netns` is a [`process::NetnsHelper`] the caller started as early as it could, in case the container's
+/// network namespace is strata's to make (`ChildPlan::net_from_parent`); it is used then, dropped
+/// (killed and reaped) otherwise. Without one strata makes the namespace itself after the clone.
+pub fn run(cfg: RunConfig, netns: Option<process::NetnsHelper>) -> Result<i32, ContainerError> {
     let id = cfg.name.clone().unwrap_or_else(state::new_id);
     let dir = cfg.state_root.claim(&id)?;
     if cfg.detach {
+        // The monitor is a fork: the helper is not its child.
+        drop(netns);
         return detach(cfg, id, dir);
     }
-    let r = run_claimed(&cfg, &id, dir, &mut |_| {});
+    let netns = netns.filter(|_| cfg.netns_may_come_from_parent());
+    let r = run_claimed(&cfg, &id, dir, netns, &mut |_| {});
     if r.is_err() {
         let _ = cfg.state_root.remove(&id);
     }
@@ -160,6 +182,7 @@ fn run_claimed(
     cfg: &RunConfig,
     id: &str,
     dir: PathBuf,
+    helper: Option<process::NetnsHelper>,
     started: &mut dyn FnMut(Result<(), (i32, String)>),
 ) -> Result<i32, ContainerError> {
     let mut ph = Phases::default();
@@ -171,9 +194,11 @@ fn run_claimed(
             return Err(e);
         }
     };
+    // Only where the plan has strata make the namespace (a dropped helper is killed and reaped).
+    let helper = helper.filter(|_| p.plan.net_from_parent);
 
     let mut held = Held::default();
-    let r = start_and_wait(cfg, &p, &mut ph, &mut held, started);
+    let r = start_and_wait(cfg, &p, helper, &mut ph, &mut held, started);
     ph.start("teardown");
     // The OOM killer sends SIGKILL: only then is the (several-file) OOM counter worth reading.
     let killed = matches!(&r, Ok((137, _)));
@@ -244,6 +269,7 @@ impl Held {
 fn start_and_wait(
     cfg: &RunConfig,
     p: &Prepared,
+    mut netns_helper: Option<process::NetnsHelper>,
     ph: &mut Phases,
     held: &mut Held,
     started: &mut dyn FnMut(Result<(), (i32, String)>),
@@ -313,7 +339,8 @@ fn start_and_wait(
     if p.plan.net_from_parent {
         // While the child mounts its rootfs; before the cgroup, as the child needs it first (at /sys).
         ph.start("network");
-        if let Err(e) = spawned.send_net() {
+        // The helper, if any, exits after handing it over and is reaped when this function returns.
+        if let Err(e) = spawned.send_net(netns_helper.as_mut()) {
             return Err(fail(give_up(&spawned, e.into()), started));
         }
     }
@@ -558,7 +585,7 @@ fn detach(cfg: RunConfig, id: String, dir: PathBuf) -> Result<i32, ContainerErro
             };
             let _ = back.send(&msg);
         };
-        let r = run_claimed(&cfg, &id, dir.clone(), &mut started);
+        let r = run_claimed(&cfg, &id, dir.clone(), None, &mut started);
         if r.is_err() {
             let _ = cfg.state_root.remove(&id);
         }

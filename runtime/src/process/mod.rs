@@ -10,6 +10,7 @@
 mod child;
 mod console;
 pub mod init;
+mod netns_helper;
 pub mod sync;
 pub mod tty;
 mod wait;
@@ -25,6 +26,7 @@ use oci_spec::runtime::Spec;
 use crate::namespaces::{Kind, NamespacePlan};
 use crate::{rootfs, security};
 
+pub use netns_helper::NetnsHelper;
 pub use wait::{ExitStatus, SignalForwarder};
 
 #[derive(Debug, thiserror::Error)]
@@ -380,10 +382,13 @@ impl Spawned {
             .map_err(ProcessError::Sync)
     }
 
-    /// Makes the child's network namespace, loopback up, and sends it ([`ChildPlan::net_from_parent`]);
-    /// after [`Spawned::go`].
-    pub fn send_net(&self) -> Result<(), ProcessError> {
-        let made = crate::network::new_netns_with_loopback().map_err(ProcessError::NetNs)?;
+    /// Sends the child its network namespace, loopback up ([`ChildPlan::net_from_parent`]), after
+    /// [`Spawned::go`]: the one `helper` made, or else one made now.
+    pub fn send_net(&self, helper: Option<&mut NetnsHelper>) -> Result<(), ProcessError> {
+        let made = match helper {
+            Some(h) => h.take()?,
+            None => crate::network::new_netns_with_loopback().map_err(ProcessError::NetNs)?,
+        };
         self.chan
             .send(&sync::Msg::NetNs(made))
             .map_err(ProcessError::Sync)
