@@ -106,10 +106,10 @@ fn looks_like_run_with_own_netns(args: &[std::ffi::OsString]) -> bool {
 fn main() -> ExitCode {
     // Before anything else: the helper makes the container's network namespace on the idle CPU while
     // this process parses, prepares and clones; strata's address space is smallest now, which keeps the
-    // fork and the copy-on-write faults after it cheap (see strata_runtime::process::NetnsHelper).
+    // fork and the copy-on-write faults after it cheap (see strata_runtime::process::SetupHelper).
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let netns_helper = looks_like_run_with_own_netns(&args)
-        .then(|| strata_runtime::process::NetnsHelper::start().ok())
+    let setup_helper = looks_like_run_with_own_netns(&args)
+        .then(|| strata_runtime::process::SetupHelper::start().ok())
         .flatten();
     // Usage errors exit 125 like Docker's (clap's default is 2); --help and --version exit 0.
     let cli = match Cli::try_parse_from(args) {
@@ -143,7 +143,7 @@ fn main() -> ExitCode {
         ))
     } else {
         match cli.command {
-            Command::Run(a) => cli::run::main(*a, &cli.store, &cli.state, netns_helper),
+            Command::Run(a) => cli::run::main(*a, &cli.store, &cli.state, setup_helper),
             Command::Exec(a) => cli::exec::main(a, &cli.state),
             Command::Ps(a) => cli::ps::main(a, &cli.state),
             Command::Kill(a) => cli::kill::main(a, &cli.state),
@@ -189,7 +189,7 @@ mod tests {
     }
 
     #[test]
-    fn the_netns_helper_is_started_only_for_runs_that_let_strata_make_the_namespace() {
+    fn the_setup_helper_is_started_only_for_runs_that_let_strata_make_the_namespace() {
         assert!(guess("strata run --image x --fs kernel --rm -- /bin/true"));
         assert!(guess("strata --root /tmp/s run -it --image x -- sh"));
         // After `--` the words are the command's.

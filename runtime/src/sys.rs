@@ -221,6 +221,65 @@ pub fn move_mount_to(tree: BorrowedFd<'_>, target: &std::path::Path) -> io::Resu
     Ok(())
 }
 
+/// A new mount of filesystem `fstype`, attached nowhere (fsopen, fsconfig, fsmount): `source` is its
+/// device name, `params` its parameters in order (a value, or none for a flag). It is attached with
+/// [`move_mount_to`]; unattached, it is unmounted when its last fd closes.
+pub fn fsmount_detached(
+    fstype: &CStr,
+    source: &str,
+    params: &[(&str, Option<&str>)],
+) -> io::Result<OwnedFd> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    let cstr = |s: &str| {
+        std::ffi::CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    let check = |rc: libc::c_long| {
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc)
+        }
+    };
+    // SAFETY: fstype is NUL-terminated; on success the kernel returns a new fd we own.
+    let fs = check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
+    // SAFETY: as above.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
+    let set = |key: &str, value: Option<&str>| -> io::Result<()> {
+        let k = cstr(key)?;
+        let v = value.map(cstr).transpose()?;
+        let (cmd, vp) = match &v {
+            Some(v) => (FSCONFIG_SET_STRING, v.as_ptr()),
+            None => (FSCONFIG_SET_FLAG, std::ptr::null()),
+        };
+        // SAFETY: valid fs fd; key (and value, when given) NUL-terminated and alive for the call.
+        check(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, k.as_ptr(), vp, 0) })
+            .map(drop)
+    };
+    set("source", Some(source))?;
+    for (k, v) in params {
+        set(k, *v)?;
+    }
+    // SAFETY: valid fs fd; FSCONFIG_CMD_CREATE takes no key or value.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })?;
+    // SAFETY: valid fs fd, known flags; on success the kernel returns a new fd we own.
+    let m = check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) })?;
+    // SAFETY: as above.
+    Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
+}
+
 /// Takes ownership of an fd the kernel just installed for us (an SCM_RIGHTS message) and nobody else owns.
 pub fn owned_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: callers pass only fds freshly received from the kernel, owned by no other object.

@@ -184,10 +184,10 @@ pub fn main(
     args: RunArgs,
     image_root: &std::path::Path,
     state: &super::StateArgs,
-    netns_helper: Option<strata_runtime::process::NetnsHelper>,
+    setup_helper: Option<strata_runtime::process::SetupHelper>,
 ) -> anyhow::Result<i32> {
     if let (Some(bundle), Some(id)) = (&args.bundle, &args.id) {
-        drop(netns_helper);
+        drop(setup_helper);
         let create = super::oci::CreateArgs {
             id: id.clone(),
             bundle: bundle.clone(),
@@ -247,5 +247,5 @@ pub fn main(
         net_rate: args.net_rate,
         netns_in_clone: args.netns_in_clone,
     };
-    Ok(container::run(cfg, netns_helper)?)
+    Ok(container::run(cfg, setup_helper)?)
 }

@@ -157,10 +157,10 @@ pub enum NetMode {
 }
 
 /// `strata run`: returns the exit status strata should exit with (the container's, or 0 when detached).
-/// `netns` is a [`process::NetnsHelper`] the caller started as early as it could, in case the container's
+/// `netns` is a [`process::SetupHelper`] the caller started as early as it could, in case the container's
 /// network namespace is strata's to make (`ChildPlan::net_from_parent`); it is used then, dropped
 /// (killed and reaped) otherwise. Without one strata makes the namespace itself after the clone.
-pub fn run(cfg: RunConfig, netns: Option<process::NetnsHelper>) -> Result<i32, ContainerError> {
+pub fn run(cfg: RunConfig, netns: Option<process::SetupHelper>) -> Result<i32, ContainerError> {
     let id = cfg.name.clone().unwrap_or_else(state::new_id);
     let dir = cfg.state_root.claim(&id)?;
     if cfg.detach {
@@ -182,7 +182,7 @@ fn run_claimed(
     cfg: &RunConfig,
     id: &str,
     dir: PathBuf,
-    helper: Option<process::NetnsHelper>,
+    helper: Option<process::SetupHelper>,
     started: &mut dyn FnMut(Result<(), (i32, String)>),
 ) -> Result<i32, ContainerError> {
     let mut ph = Phases::default();
@@ -195,7 +195,15 @@ fn run_claimed(
         }
     };
     // Only where the plan has strata make the namespace (a dropped helper is killed and reaped).
-    let helper = helper.filter(|_| p.plan.net_from_parent);
+    let mut helper = helper.filter(|_| p.plan.net_from_parent);
+    // The helper mounts the overlay while strata clones; a helper that cannot be asked leaves it to the
+    // container process, as without a helper.
+    if let (Some(h), Some(options)) = (
+        helper.as_mut(),
+        p.plan.rootfs.as_ref().and_then(|r| r.overlay_options()),
+    ) {
+        let _ = h.ask_overlay(options);
+    }
 
     let mut held = Held::default();
     let r = start_and_wait(cfg, &p, helper, &mut ph, &mut held, started);
@@ -269,7 +277,7 @@ impl Held {
 fn start_and_wait(
     cfg: &RunConfig,
     p: &Prepared,
-    mut netns_helper: Option<process::NetnsHelper>,
+    mut setup_helper: Option<process::SetupHelper>,
     ph: &mut Phases,
     held: &mut Held,
     started: &mut dyn FnMut(Result<(), (i32, String)>),
@@ -312,6 +320,13 @@ fn start_and_wait(
         }
     }
 
+    // The overlay the helper mounted, before Go: the child attaches it first thing. When the helper
+    // could not mount it, the child mounts it itself (and names the error if it fails too).
+    if let Some(tree) = setup_helper.as_mut().and_then(|h| h.take_overlay().ok()) {
+        if let Err(e) = spawned.give_root_tree(tree) {
+            return Err(fail(give_up(&spawned, e.into()), started));
+        }
+    }
     if let Err(e) = spawned.go() {
         return Err(fail(give_up(&spawned, e.into()), started));
     }
@@ -340,7 +355,7 @@ fn start_and_wait(
         // While the child mounts its rootfs; before the cgroup, as the child needs it first (at /sys).
         ph.start("network");
         // The helper, if any, exits after handing it over and is reaped when this function returns.
-        if let Err(e) = spawned.send_net(netns_helper.as_mut()) {
+        if let Err(e) = spawned.send_net(setup_helper.as_mut()) {
             return Err(fail(give_up(&spawned, e.into()), started));
         }
     }

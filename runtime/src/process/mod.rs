@@ -10,7 +10,7 @@
 mod child;
 mod console;
 pub mod init;
-mod netns_helper;
+mod setup_helper;
 pub mod sync;
 pub mod tty;
 mod wait;
@@ -26,7 +26,7 @@ use oci_spec::runtime::Spec;
 use crate::namespaces::{Kind, NamespacePlan};
 use crate::{rootfs, security};
 
-pub use netns_helper::NetnsHelper;
+pub use setup_helper::SetupHelper;
 pub use wait::{ExitStatus, SignalForwarder};
 
 #[derive(Debug, thiserror::Error)]
@@ -384,9 +384,9 @@ impl Spawned {
 
     /// Sends the child its network namespace, loopback up ([`ChildPlan::net_from_parent`]), after
     /// [`Spawned::go`]: the one `helper` made, or else one made now.
-    pub fn send_net(&self, helper: Option<&mut NetnsHelper>) -> Result<(), ProcessError> {
+    pub fn send_net(&self, helper: Option<&mut SetupHelper>) -> Result<(), ProcessError> {
         let made = match helper {
-            Some(h) => h.take()?,
+            Some(h) => h.take_netns()?,
             None => crate::network::new_netns_with_loopback().map_err(ProcessError::NetNs)?,
         };
         self.chan
@@ -461,7 +461,8 @@ impl Spawned {
                     | sync::Msg::RootTree(_)
                     | sync::Msg::NetNs(_)
                     | sync::Msg::Cgroup(_)
-                    | sync::Msg::CgroupReady,
+                    | sync::Msg::CgroupReady
+                    | sync::Msg::Overlay(_),
                 ) => {
                     return Err(ProcessError::Sync(Errno::EBADMSG));
                 }

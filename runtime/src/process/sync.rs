@@ -39,6 +39,9 @@ pub enum Msg {
     /// Parent -> child, after Go ([`super::ChildPlan::net_from_parent`]): the network namespace strata
     /// made for it, loopback up; the child enters it before its /sys mount.
     NetNs(OwnedFd),
+    /// strata -> its set-up helper ([`super::SetupHelper`]): mount a kernel overlay with these mount
+    /// options, detached; the answer is a [`Msg::RootTree`] or an [`Msg::Error`].
+    Overlay(String),
 }
 
 /// The most fds one message carries (v1 has a dozen hierarchies at most).
@@ -88,6 +91,11 @@ impl Channel {
                 buf.push(b'C');
                 fds = tasks.iter().map(|f| f.as_raw_fd()).collect();
                 &[ControlMessage::ScmRights(&fds)]
+            }
+            Msg::Overlay(options) => {
+                buf.push(b'O');
+                buf.extend_from_slice(options.as_bytes());
+                &[]
             }
             Msg::RootfsDone(t) => {
                 buf.push(b'R');
@@ -171,6 +179,7 @@ impl Channel {
             b'T' if fds.len() == 1 => Msg::RootTree(fds.pop().ok_or(Errno::EBADMSG)?),
             b'S' if fds.len() == 1 => Msg::NetNs(fds.pop().ok_or(Errno::EBADMSG)?),
             b'C' => Msg::Cgroup(fds),
+            b'O' => Msg::Overlay(String::from_utf8_lossy(&buf[1..n]).into_owned()),
             _ => return Err(Errno::EBADMSG),
         }))
     }

@@ -53,6 +53,20 @@ pub enum Source {
     Premounted,
 }
 
+impl Plan {
+    /// The options of a kernel overlay that a process outside the container may mount for it, detached
+    /// (no idmapped layers to attach first): the child then gets it as its one tree in [`Plan::enter`].
+    pub fn overlay_options(&self) -> Option<&str> {
+        match &self.source {
+            Source::Overlay {
+                options,
+                idmapped_lowers,
+            } if idmapped_lowers.is_empty() => Some(options),
+            _ => None,
+        }
+    }
+}
+
 /// Everything the child does to its mount namespace, in order.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -239,6 +253,19 @@ impl Plan {
             .map_err(sys(|| {
                 format!("bind-mounting rootfs {}", self.root.display())
             }))?,
+            // Mounted by strata's set-up helper (process::SetupHelper), detached.
+            Source::Overlay {
+                idmapped_lowers, ..
+            } if idmapped_lowers.is_empty() && trees.len() == 1 => {
+                let tree = trees
+                    .first()
+                    .map(|t| t.as_fd())
+                    .ok_or(RootfsError::NoRoot)?;
+                crate::sys::move_mount_to(tree, &self.root).map_err(|e| RootfsError::Sys {
+                    what: format!("attaching the overlay on {}", self.root.display()),
+                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                })?
+            }
             Source::Overlay {
                 options,
                 idmapped_lowers,
