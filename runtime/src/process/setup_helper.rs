@@ -138,7 +138,7 @@ impl SetupHelper {
     }
 }
 
-/// The helper: the network namespace first; then, until strata closes the socket, overlays on request.
+/// The helper: the network namespace first; then the overlay, if strata asks before closing the socket.
 fn helper_main(chan: &Channel) -> i32 {
     let msg = match crate::network::enter_new_netns_with_loopback() {
         Ok(fd) => Msg::NetNs(fd),
@@ -151,24 +151,25 @@ fn helper_main(chan: &Channel) -> i32 {
     if chan.send(&msg).is_err() {
         return 125;
     }
-    loop {
-        let answer = match chan.recv() {
-            Ok(Some(Msg::Overlay(options))) => {
-                let params = overlay_params(&options);
-                match crate::sys::fsmount_detached(c"overlay", "overlay", &params) {
-                    Ok(fd) => Msg::RootTree(fd),
-                    Err(e) => Msg::Error {
-                        code: 125,
-                        message: format!("mounting the overlay: {e}"),
-                    },
-                }
+    // At most one overlay is asked for; the helper exits after answering, while strata still clones
+    // (exiting later, it took CPU time from the container process beside it).
+    let answer = match chan.recv() {
+        Ok(Some(Msg::Overlay(options))) => {
+            let params = overlay_params(&options);
+            match crate::sys::fsmount_detached(c"overlay", "overlay", &params) {
+                Ok(fd) => Msg::RootTree(fd),
+                Err(e) => Msg::Error {
+                    code: 125,
+                    message: format!("mounting the overlay: {e}"),
+                },
             }
-            // End-of-file: strata needs nothing more.
-            _ => return 0,
-        };
-        if chan.send(&answer).is_err() {
-            return 125;
         }
+        // End-of-file: strata needs nothing more.
+        _ => return 0,
+    };
+    match chan.send(&answer) {
+        Ok(()) => 0,
+        Err(_) => 125,
     }
 }
 
