@@ -80,9 +80,9 @@ enum Command {
 
 /// Whether the command line looks like a `strata run` whose network namespace strata makes (see
 /// `RunConfig::netns_may_come_from_parent`, which decides after parsing): `run` with none of the flags
-/// that change who makes it or that fork before the container (`-d`), nor an OCI bundle. A guess from the
-/// raw words, so the helper can start before argument parsing (~0.3 ms); a wrong guess costs only an
-/// unused helper or a namespace made later.
+/// that change who makes it or that fork before the container (`-d`), nor an OCI bundle, nor
+/// `--no-setup-helper`. A guess from the raw words, so the helper can start before argument parsing
+/// (~0.3 ms); a wrong guess costs only an unused helper or a namespace made later.
 fn looks_like_run_with_own_netns(args: &[std::ffi::OsString]) -> bool {
     let Some(run) = args.iter().position(|a| a == "run") else {
         return false;
@@ -93,7 +93,13 @@ fn looks_like_run_with_own_netns(args: &[std::ffi::OsString]) -> bool {
         .filter_map(|a| a.to_str())
         .any(|a| {
             [
-                "--net", "--userns", "--share", "--join", "--bundle", "--detach",
+                "--net",
+                "--userns",
+                "--share",
+                "--join",
+                "--bundle",
+                "--detach",
+                "--no-setup-helper",
             ]
             .iter()
             .any(|f| a.starts_with(f))
@@ -104,8 +110,8 @@ fn looks_like_run_with_own_netns(args: &[std::ffi::OsString]) -> bool {
 }
 
 fn main() -> ExitCode {
-    // Before anything else: the helper makes the container's network namespace on the idle CPU while
-    // this process parses, prepares and clones; strata's address space is smallest now, which keeps the
+    // Before anything else: the helper makes the container's network namespace (and, asked later, its
+    // overlay) on the idle CPU while this process parses, prepares and clones; strata's address space is smallest now, which keeps the
     // fork and the copy-on-write faults after it cheap (see strata_runtime::process::SetupHelper).
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let setup_helper = looks_like_run_with_own_netns(&args)
@@ -206,6 +212,7 @@ mod tests {
             "strata run c1 --bundle /b",
             "strata run c1 -b /b",
             "strata run --netns-in-clone --image x",
+            "strata run --no-setup-helper --image x",
         ] {
             assert!(!guess(other), "{other}");
         }

@@ -31,6 +31,18 @@ fn only_loopback_in_the_network_namespace() {
         out.contains("UP"),
         "loopback is not up under --fs fuse: {out}"
     );
+    // Whoever makes the namespace (strata's set-up helper by default, strata after the clone, clone3)
+    // and whoever mounts the kernel overlay (the helper, detached, or the container process), the
+    // container gets the same: only lo, up, over an overlay root.
+    for extra in [&[][..], &["--no-setup-helper"], &["--netns-in-clone"]] {
+        let args = [&["--fs", "kernel"][..], extra].concat();
+        let out = env.sh(
+            &args,
+            "echo $(ls /sys/class/net) $(cat /sys/class/net/lo/flags); \
+             grep ' / / ' /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1",
+        );
+        assert_eq!(out, "lo 0x9\noverlay\n", "with {extra:?}");
+    }
 }
 
 #[test]

@@ -138,17 +138,28 @@ impl StrataVariant {
     }
 }
 
-/// startup/netns's subject: strata's default, or with the hidden flag that has clone3 make the network
-/// namespace. Both must give the container a namespace of its own with only lo, up (IFF_UP |
-/// IFF_LOOPBACK = 0x9), as its /sys shows.
-fn netns_variant(in_clone: bool) -> StrataVariant {
+/// Who makes the container's network namespace in a startup/netns subject.
+#[derive(Clone, Copy)]
+enum NetnsMaker {
+    /// strata's default: its set-up helper, forked first thing (it also mounts the overlay, detached).
+    Helper,
+    /// strata itself, right after the clone (hidden flag --no-setup-helper; the child mounts the overlay).
+    AfterClone,
+    /// clone3, with the other namespaces (hidden flag --netns-in-clone; no helper either).
+    InClone,
+}
+
+/// startup/netns's subject. Each must give the container a namespace of its own with only lo, up
+/// (IFF_UP | IFF_LOOPBACK = 0x9), as its /sys shows.
+fn netns_variant(maker: NetnsMaker) -> StrataVariant {
+    let (subject, extra): (_, &'static [&'static str]) = match maker {
+        NetnsMaker::Helper => ("strata-kernel", &[]),
+        NetnsMaker::AfterClone => ("strata-kernel-no-helper", &["--no-setup-helper"]),
+        NetnsMaker::InClone => ("strata-kernel-netns-in-clone3", &["--netns-in-clone"]),
+    };
     StrataVariant {
-        subject: if in_clone {
-            "strata-kernel-netns-in-clone3"
-        } else {
-            "strata-kernel"
-        },
-        extra: if in_clone { &["--netns-in-clone"] } else { &[] },
+        subject,
+        extra,
         check: &[
             "/bin/sh",
             "-c",
@@ -199,11 +210,15 @@ pub fn groups(_suite: Suite) -> Vec<Group> {
         format!(
             "Who makes the container's network namespace. End to end: `strata run --image {} --fs kernel \
              --rm --memory 256m --cpus 1 --pids 512 -- /bin/true` as the startup/true group's strata-kernel \
-             subject runs it: strata-kernel makes the namespace itself right after the clone (unshare, \
-             loopback up, setns back) while the container process mounts its rootfs, and the process enters \
-             it before its /sys mount (strata's default); strata-kernel-netns-in-clone3 (hidden flag \
-             --netns-in-clone) has clone3 make it with the other namespaces, as every other runtime does, and \
-             the container process brings loopback up. Before it is measured each subject's container must \
+             subject runs it: strata-kernel (strata's default) has its set-up helper, a process forked \
+             before argument parsing, make the namespace (unshare, loopback up) on the other CPU while \
+             strata prepares and clones, and mount the overlay, detached, which the container process then \
+             attaches; the container process enters the namespace before its /sys mount. \
+             strata-kernel-no-helper (hidden flag --no-setup-helper) makes the namespace itself right after \
+             the clone (unshare, loopback up, setns back) while the container process mounts its rootfs, \
+             overlay included. strata-kernel-netns-in-clone3 (hidden flag --netns-in-clone) has clone3 make \
+             it with the other namespaces, as every other runtime does, and the container process brings \
+             loopback up. Before it is measured each subject's container must \
              see only lo, up, in its /sys/class/net. 15 ms quiesce after each sample (netns teardown is \
              asynchronous). {} {}",
             crate::subjects::IMAGE,
@@ -212,7 +227,8 @@ pub fn groups(_suite: Suite) -> Vec<Group> {
         ),
     )
     .reference("strata-kernel-netns-in-clone3")
-    .case(StartupCase::from(netns_variant(false)))
-    .case(StartupCase::from(netns_variant(true)));
+    .case(StartupCase::from(netns_variant(NetnsMaker::Helper)))
+    .case(StartupCase::from(netns_variant(NetnsMaker::AfterClone)))
+    .case(StartupCase::from(netns_variant(NetnsMaker::InClone)));
     vec![g, netns]
 }

@@ -70,6 +70,10 @@ pub struct RunArgs {
     /// the two; the namespace is the same).
     #[arg(long, hide = true)]
     pub netns_in_clone: bool,
+    /// Make the network namespace (after the clone) and the overlay without strata's set-up helper
+    /// process (the bench's comparison; the container is the same).
+    #[arg(long, hide = true)]
+    pub no_setup_helper: bool,
     /// Memory limit (e.g. 512m).
     #[arg(short, long, value_parser = parse_size)]
     pub memory: Option<u64>,
@@ -186,6 +190,7 @@ pub fn main(
     state: &super::StateArgs,
     setup_helper: Option<strata_runtime::process::SetupHelper>,
 ) -> anyhow::Result<i32> {
+    let setup_helper = setup_helper.filter(|_| !args.no_setup_helper);
     if let (Some(bundle), Some(id)) = (&args.bundle, &args.id) {
         drop(setup_helper);
         let create = super::oci::CreateArgs {

@@ -125,11 +125,11 @@ pub struct ChildPlan {
     pub exec: ExecPlan,
     /// Set loopback up in a new network namespace.
     pub loopback: bool,
-    /// The new network namespace is made by strata after clone3 ([`Spawned::send_net`]), while the
-    /// child mounts its rootfs, and not by clone3; the child enters it (loopback up) before its /sys
-    /// mount. Making a network namespace is most of clone3's cost here (~0.45 ms of ~0.65: the kernel
-    /// registers each protocol's sysctls and devices), on the start's critical path; strata, making the
-    /// cgroup meanwhile, has time to spare. Only where it means the same namespace (see
+    /// The new network namespace is made by strata, not by clone3: by its [`SetupHelper`] when `strata
+    /// run` started one, else right after clone3 while the child mounts its rootfs
+    /// ([`Spawned::send_net`]); the child enters it (loopback up) before its /sys mount. Making a
+    /// network namespace is most of clone3's cost here (~0.45 ms of ~0.65: the kernel registers each
+    /// protocol's sysctls and devices), on the start's critical path. Only where it means the same namespace (see
     /// [`ChildPlan::net_can_come_from_parent`]) and nothing needs it before the child runs (no bridge
     /// veth, no OCI hook).
     pub net_from_parent: bool,
