@@ -222,13 +222,29 @@ pub fn move_mount_to(tree: BorrowedFd<'_>, target: &std::path::Path) -> io::Resu
 }
 
 /// A new mount of filesystem `fstype`, attached nowhere (fsopen, fsconfig, fsmount): `source` is its
-/// device name, `params` its parameters in order (a value, or none for a flag). It is attached with
+/// device name, `params` its parameters in order (a value, or none for a flag), `flags` the per-mount
+/// flags of mount(2) it gets (nosuid, nodev, noexec, read-only, atime). It is attached with
 /// [`move_mount_to`]; unattached, it is unmounted when its last fd closes.
 pub fn fsmount_detached(
     fstype: &CStr,
     source: &str,
     params: &[(&str, Option<&str>)],
+    flags: nix::mount::MsFlags,
 ) -> io::Result<OwnedFd> {
+    use nix::mount::MsFlags;
+    // MOUNT_ATTR_*: relatime is the default (0).
+    let attrs = [
+        (MsFlags::MS_RDONLY, 0x1),
+        (MsFlags::MS_NOSUID, 0x2),
+        (MsFlags::MS_NODEV, 0x4),
+        (MsFlags::MS_NOEXEC, 0x8),
+        (MsFlags::MS_NOATIME, 0x10),
+        (MsFlags::MS_STRICTATIME, 0x20),
+        (MsFlags::MS_NODIRATIME, 0x80),
+    ]
+    .iter()
+    .filter(|(f, _)| flags.contains(*f))
+    .fold(0 as libc::c_uint, |a, (_, bit)| a | bit);
     const FSOPEN_CLOEXEC: libc::c_uint = 1;
     const FSCONFIG_SET_FLAG: libc::c_uint = 0;
     const FSCONFIG_SET_STRING: libc::c_uint = 1;
@@ -275,7 +291,8 @@ pub fn fsmount_detached(
         )
     })?;
     // SAFETY: valid fs fd, known flags; on success the kernel returns a new fd we own.
-    let m = check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) })?;
+    let m =
+        check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })?;
     // SAFETY: as above.
     Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
 }

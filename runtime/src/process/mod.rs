@@ -375,6 +375,14 @@ impl Spawned {
         self.chan.send(&sync::Msg::Go).map_err(ProcessError::Sync)
     }
 
+    /// Sends the child the tmpfs of its /sys/fs/cgroup, prepared ([`CgroupEntry::Late`]), before
+    /// [`Spawned::send_cgroup`].
+    pub fn send_cgroupfs_tmpfs(&self, tmpfs: OwnedFd) -> Result<(), ProcessError> {
+        self.chan
+            .send(&sync::Msg::CgroupfsTmpfs(tmpfs))
+            .map_err(ProcessError::Sync)
+    }
+
     /// Sends the v1 `tasks` fds of the child's cgroup ([`CgroupEntry::Late`]), after [`Spawned::go`].
     pub fn send_cgroup(&self, tasks: Vec<OwnedFd>) -> Result<(), ProcessError> {
         self.chan
@@ -462,6 +470,7 @@ impl Spawned {
                     | sync::Msg::NetNs(_)
                     | sync::Msg::Cgroup(_)
                     | sync::Msg::CgroupReady
+                    | sync::Msg::CgroupfsTmpfs(_)
                     | sync::Msg::Overlay(_),
                 ) => {
                     return Err(ProcessError::Sync(Errno::EBADMSG));

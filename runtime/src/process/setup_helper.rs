@@ -156,7 +156,12 @@ fn helper_main(chan: &Channel) -> i32 {
     let answer = match chan.recv() {
         Ok(Some(Msg::Overlay(options))) => {
             let params = overlay_params(&options);
-            match crate::sys::fsmount_detached(c"overlay", "overlay", &params) {
+            match crate::sys::fsmount_detached(
+                c"overlay",
+                "overlay",
+                &params,
+                nix::mount::MsFlags::empty(),
+            ) {
                 Ok(fd) => Msg::RootTree(fd),
                 Err(e) => Msg::Error {
                     code: 125,

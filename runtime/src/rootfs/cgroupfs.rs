@@ -242,6 +242,60 @@ impl CgroupFs {
             .is_some_and(|m| rel.starts_with(m.target.strip_prefix("/").unwrap_or(&m.target)))
     }
 
+    /// The tmpfs of a fresh v1 layout with its mount points and links made, mounted detached: made by
+    /// strata while the container process sets up the rest of its rootfs, so that the container process
+    /// only attaches it ([`CgroupFs::mount_relative_on`]) and mounts the hierarchies (a dozen mkdirs and a
+    /// tmpfs mount off its path, the longer one of the start). None for other layouts.
+    pub fn prepared_tmpfs(&self) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
+        use nix::sys::stat::{FchmodatFlags, Mode, fchmodat, mkdirat};
+        let top = self
+            .mounts
+            .first()
+            .filter(|m| self.fresh() && m.fstype.as_deref() == Some("tmpfs"))?;
+        let rel = |p: &Path| p.strip_prefix(&top.target).map(Path::to_path_buf);
+        let make = || -> std::io::Result<std::os::fd::OwnedFd> {
+            let params: Vec<(&str, Option<&str>)> = (top.data.as_deref().unwrap_or_default())
+                .split(',')
+                .filter(|o| !o.is_empty())
+                .map(|o| o.split_once('=').map_or((o, None), |(k, v)| (k, Some(v))))
+                .collect();
+            let tree = crate::sys::fsmount_detached(c"tmpfs", "tmpfs", &params, top.flags)?;
+            let bad = |_| std::io::Error::from(std::io::ErrorKind::InvalidInput);
+            // As the container process makes them (its umask is 0 then); strata's umask may differ.
+            let all = Mode::from_bits_truncate(0o777);
+            for m in &self.mounts[1..] {
+                let dir = rel(&m.target).map_err(bad)?;
+                mkdirat(&tree, &dir, all)?;
+                fchmodat(&tree, &dir, all, FchmodatFlags::FollowSymlink)?;
+            }
+            for (link, target) in &self.links {
+                nix::unistd::symlinkat(target.as_str(), &tree, &rel(link).map_err(bad)?)?;
+            }
+            Ok(tree)
+        };
+        Some(make())
+    }
+
+    /// [`CgroupFs::mount_relative`] with the tmpfs strata prepared ([`CgroupFs::prepared_tmpfs`]).
+    pub fn mount_relative_on(&self, tmpfs: std::os::fd::OwnedFd) -> Result<(), RootfsError> {
+        let Some((top, rest)) = self.mounts.split_first() else {
+            return Ok(());
+        };
+        crate::sys::move_mount_to(std::os::fd::AsFd::as_fd(&tmpfs), &top.target).map_err(|e| {
+            RootfsError::Sys {
+                what: format!("attaching the cgroup tmpfs on /{}", top.target.display()),
+                errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            }
+        })?;
+        for m in rest {
+            m.mount_relative()?;
+        }
+        if let Some(s) = &self.seal {
+            s.mount_relative()?;
+        }
+        Ok(())
+    }
+
     pub fn mount_relative(&self) -> Result<(), RootfsError> {
         for m in &self.mounts {
             m.mount_relative()?;
@@ -305,6 +359,59 @@ mod tests {
         assert_eq!(parse_proc_cgroup(HYBRID, CgroupMode::V1).len(), 3);
         let v2 = parse_proc_cgroup("0::/user.slice\n", CgroupMode::V2);
         assert!(v2.len() == 1 && v2[0].v2 && v2[0].name.is_empty());
+    }
+
+    #[test]
+    fn the_prepared_tmpfs_has_every_mount_point_and_link_as_the_child_makes_them() {
+        if !nix::unistd::Uid::effective().is_root() {
+            panic!("this test needs root (it mounts a tmpfs, detached)");
+        }
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::PermissionsExt;
+        let fs = CgroupFs::plan(&oci_entry(), &hybrid(), None);
+        let tmpfs = fs.prepared_tmpfs().expect("a v1 layout").unwrap();
+        let root = PathBuf::from(format!("/proc/self/fd/{}", tmpfs.as_raw_fd()));
+        let mut names: Vec<String> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "cpu",
+                "cpu,cpuacct",
+                "cpuacct",
+                "memory",
+                "systemd",
+                "unified"
+            ]
+        );
+        for dir in ["cpu,cpuacct", "memory", "systemd", "unified"] {
+            let mode = std::fs::symlink_metadata(root.join(dir))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o7777, 0o777, "{dir}");
+        }
+        assert_eq!(
+            std::fs::read_link(root.join("cpu")).unwrap(),
+            Path::new("cpu,cpuacct")
+        );
+        // A tmpfs of its own (an anonymous device), not a directory of the host's.
+        let dev = std::fs::metadata(root.join("memory")).unwrap();
+        let dev = nix::sys::stat::major(std::os::unix::fs::MetadataExt::dev(&dev));
+        assert_eq!(dev, 0, "an anonymous (tmpfs) device");
+        // A layout with binds is not prepared.
+        let binds = CgroupBinds {
+            rel: "x",
+            host_ns: false,
+        };
+        assert!(
+            CgroupFs::plan(&oci_entry(), &hybrid(), Some(binds))
+                .prepared_tmpfs()
+                .is_none()
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod cgroupfs;
 mod dev;
 mod mounts;
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -188,12 +189,13 @@ impl Plan {
     /// The late cgroup join (`before_cgroupfs`), then the cgroup mounts, relative to the working directory.
     fn mount_cgroupfs(
         &self,
-        before: &mut dyn FnMut(Before) -> Result<(), RootfsError>,
+        before: &mut dyn FnMut(Before) -> Result<Option<OwnedFd>, RootfsError>,
     ) -> Result<(), RootfsError> {
-        before(Before::Cgroupfs)?;
-        match &self.cgroupfs {
-            Some(c) => c.mount_relative(),
-            None => Ok(()),
+        let prepared = before(Before::Cgroupfs)?;
+        match (&self.cgroupfs, prepared) {
+            (Some(c), Some(tmpfs)) => c.mount_relative_on(tmpfs),
+            (Some(c), None) => c.mount_relative(),
+            (None, _) => Ok(()),
         }
     }
 
@@ -206,11 +208,11 @@ impl Plan {
     /// `before` runs just before a sysfs mount ([`Before::Sysfs`]: the container's network namespace
     /// must be entered by then) and just before the /sys/fs/cgroup mount ([`Before::Cgroupfs`]: a late
     /// cgroup join, whose cgroup namespace must exist by then), which comes after pivot_root and the
-    /// masks when it can.
+    /// masks when it can; it may return the cgroup tmpfs strata prepared ([`CgroupFs::prepared_tmpfs`]).
     pub fn enter(
         &self,
-        trees: Vec<std::os::fd::OwnedFd>,
-        before: &mut dyn FnMut(Before) -> Result<(), RootfsError>,
+        trees: Vec<OwnedFd>,
+        before: &mut dyn FnMut(Before) -> Result<Option<OwnedFd>, RootfsError>,
     ) -> Result<(), RootfsError> {
         use std::os::fd::AsFd;
         // Private by default (nothing the container mounts reaches the host, nothing of the host's
