@@ -78,8 +78,8 @@ enum Command {
     Features(cli::oci::FeaturesArgs),
 }
 
-/// Whether the command line looks like a `strata run` whose network namespace strata makes (see
-/// `RunConfig::netns_may_come_from_parent`, which decides after parsing): `run` with none of the flags
+/// Whether the command line looks like a `strata run` whose network namespace strata makes (the plan's
+/// `ChildPlan::net_from_parent` decides after parsing): `run` with none of the flags
 /// that change who makes it or that fork before the container (`-d`), nor an OCI bundle, nor
 /// `--no-setup-helper`. A guess from the raw words, so the helper can start before argument parsing
 /// (~0.3 ms); a wrong guess costs only an unused helper or a namespace made later.

@@ -131,22 +131,6 @@ pub struct RunConfig {
     pub netns_in_clone: bool,
 }
 
-impl RunConfig {
-    /// Whether, as far as the flags tell before `prepare`, the container's network namespace may be made
-    /// by strata (`ChildPlan::net_from_parent`, which decides): a new one, not bridged, no user namespace.
-    pub fn netns_may_come_from_parent(&self) -> bool {
-        let pr = &self.process;
-        self.net != NetMode::Bridge
-            && !self.netns_in_clone
-            && !pr.userns
-            && !pr.share.contains(&Kind::Net)
-            && !pr
-                .join
-                .iter()
-                .any(|(k, _)| matches!(k, Kind::Net | Kind::User))
-    }
-}
-
 /// `--net`: `none` and `loopback` both give a new network namespace with only loopback, up; `bridge`
 /// adds a veth pair with an address on each end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -157,19 +141,19 @@ pub enum NetMode {
 }
 
 /// `strata run`: returns the exit status strata should exit with (the container's, or 0 when detached).
-/// `netns` is a [`process::SetupHelper`] the caller started as early as it could, in case the container's
-/// network namespace is strata's to make (`ChildPlan::net_from_parent`); it is used then, dropped
-/// (killed and reaped) otherwise. Without one strata makes the namespace itself after the clone.
-pub fn run(cfg: RunConfig, netns: Option<process::SetupHelper>) -> Result<i32, ContainerError> {
+/// `helper` is a [`process::SetupHelper`] the caller started as early as it could, in case the
+/// container's network namespace is strata's to make (`ChildPlan::net_from_parent`): it is used then
+/// (it also mounts a kernel overlay), dropped (killed and reaped) otherwise. Without one strata makes the
+/// namespace itself after the clone and the container process mounts its overlay.
+pub fn run(cfg: RunConfig, helper: Option<process::SetupHelper>) -> Result<i32, ContainerError> {
     let id = cfg.name.clone().unwrap_or_else(state::new_id);
     let dir = cfg.state_root.claim(&id)?;
     if cfg.detach {
         // The monitor is a fork: the helper is not its child.
-        drop(netns);
+        drop(helper);
         return detach(cfg, id, dir);
     }
-    let netns = netns.filter(|_| cfg.netns_may_come_from_parent());
-    let r = run_claimed(&cfg, &id, dir, netns, &mut |_| {});
+    let r = run_claimed(&cfg, &id, dir, helper, &mut |_| {});
     if r.is_err() {
         let _ = cfg.state_root.remove(&id);
     }
