@@ -326,6 +326,13 @@ fn run(
     after_go.enter_net(chan)?;
     after_go.join(plan, chan, &mut look_up)?;
     umask(old_umask);
+    let _ = chan.send(&Msg::RootfsDone(crate::container::phases::now_ns()));
+
+    enter_workdir(&plan.exec)?;
+    after_go.wait_ready(chan)?;
+    // Only once the cgroup's limits are written: a late-joined v1 cgroup gets Docker's device rules as
+    // "deny all, then allow each", and a pty opened in between is refused (EPERM) — which happened once
+    // the child's set-up had become shorter than strata's.
     if let Some(console) = &plan.console {
         let tty =
             super::console::open_and_send(console).map_err(setup("setting up the terminal"))?;
@@ -335,10 +342,6 @@ fn run(
         }
         crate::sys::make_controlling_tty(&tty).map_err(setup("setting up the terminal"))?;
     }
-    let _ = chan.send(&Msg::RootfsDone(crate::container::phases::now_ns()));
-
-    enter_workdir(&plan.exec)?;
-    after_go.wait_ready(chan)?;
     if let Some(gate) = &plan.oci {
         *started = Some(wait_for_start(plan, gate, chan)?);
     }
