@@ -129,9 +129,9 @@ pub struct ChildPlan {
     /// run` started one, else right after clone3 while the child mounts its rootfs
     /// ([`Spawned::send_net`]); the child enters it (loopback up) before its /sys mount. Making a
     /// network namespace is most of clone3's cost here (~0.45 ms of ~0.65: the kernel registers each
-    /// protocol's sysctls and devices), on the start's critical path. Only where it means the same namespace (see
-    /// [`ChildPlan::net_can_come_from_parent`]) and nothing needs it before the child runs (no bridge
-    /// veth, no OCI hook).
+    /// protocol's sysctls and devices), on the start's critical path. Only where it means the same
+    /// namespace (see [`ChildPlan::net_can_come_from_parent`]) and nothing needs it before the child
+    /// runs (no bridge veth, no OCI hook).
     pub net_from_parent: bool,
     /// Create the cgroup namespace after being moved into the cgroup (cgroup v1), not in clone3.
     pub unshare_cgroupns: bool,

@@ -182,13 +182,12 @@ fn helper_main(chan: &Channel) -> i32 {
 /// `lowerdir` becomes one `lowerdir+` per layer, top first (fsconfig's `lowerdir` takes a single one).
 fn overlay_params(options: &str) -> Vec<(&str, Option<&str>)> {
     let mut params = Vec::new();
-    for opt in options.split(',').filter(|o| !o.is_empty()) {
-        match opt.split_once('=') {
-            Some(("lowerdir", layers)) => {
+    for (k, v) in crate::rootfs::data_params(options) {
+        match (k, v) {
+            ("lowerdir", Some(layers)) => {
                 params.extend(layers.split(':').map(|l| ("lowerdir+", Some(l))));
             }
-            Some((k, v)) => params.push((k, Some(v))),
-            None => params.push((opt, None)),
+            kv => params.push(kv),
         }
     }
     params

@@ -254,11 +254,7 @@ impl CgroupFs {
             .filter(|m| self.fresh() && m.fstype.as_deref() == Some("tmpfs"))?;
         let rel = |p: &Path| p.strip_prefix(&top.target).map(Path::to_path_buf);
         let make = || -> std::io::Result<std::os::fd::OwnedFd> {
-            let params: Vec<(&str, Option<&str>)> = (top.data.as_deref().unwrap_or_default())
-                .split(',')
-                .filter(|o| !o.is_empty())
-                .map(|o| o.split_once('=').map_or((o, None), |(k, v)| (k, Some(v))))
-                .collect();
+            let params = super::data_params(top.data.as_deref().unwrap_or_default());
             let tree = crate::sys::fsmount_detached(c"tmpfs", "tmpfs", &params, top.flags)?;
             let bad = |_| std::io::Error::from(std::io::ErrorKind::InvalidInput);
             // As the container process makes them (its umask is 0 then); strata's umask may differ.
@@ -281,12 +277,11 @@ impl CgroupFs {
         let Some((top, rest)) = self.mounts.split_first() else {
             return Ok(());
         };
-        crate::sys::move_mount_to(std::os::fd::AsFd::as_fd(&tmpfs), &top.target).map_err(|e| {
-            RootfsError::Sys {
-                what: format!("attaching the cgroup tmpfs on /{}", top.target.display()),
-                errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            }
-        })?;
+        super::attach(
+            std::os::fd::AsFd::as_fd(&tmpfs),
+            &top.target,
+            "the cgroup tmpfs",
+        )?;
         for m in rest {
             m.mount_relative()?;
         }

@@ -17,7 +17,7 @@ use nix::unistd::{chdir, pivot_root};
 use oci_spec::runtime::Spec;
 
 pub use cgroupfs::{CgroupBinds, CgroupFs, Hierarchy, host_hierarchies};
-pub use mounts::{MountEntry, known_mount_options, parse_options};
+pub use mounts::{MountEntry, data_params, known_mount_options, parse_options};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -29,6 +29,14 @@ pub enum RootfsError {
     NoRoot,
     #[error("{0}")]
     Spec(String),
+}
+
+/// Attaches the detached mount `tree` at `target` (move_mount); `what` names it in the error.
+fn attach(tree: std::os::fd::BorrowedFd<'_>, target: &Path, what: &str) -> Result<(), RootfsError> {
+    crate::sys::move_mount_to(tree, target).map_err(|e| RootfsError::Sys {
+        what: format!("attaching {what} on {}", target.display()),
+        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    })
 }
 
 pub(crate) fn sys(what: impl FnOnce() -> String) -> impl FnOnce(Errno) -> RootfsError {
@@ -236,14 +244,8 @@ impl Plan {
         .map_err(sys(|| "making / private".into()))?;
         match &self.source {
             Source::Bind if !trees.is_empty() => {
-                let tree = trees
-                    .first()
-                    .map(|t| t.as_fd())
-                    .ok_or(RootfsError::NoRoot)?;
-                crate::sys::move_mount_to(tree, &self.root).map_err(|e| RootfsError::Sys {
-                    what: format!("attaching the idmapped rootfs on {}", self.root.display()),
-                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                })?
+                let tree = trees.first().ok_or(RootfsError::NoRoot)?;
+                attach(tree.as_fd(), &self.root, "the idmapped rootfs")?
             }
             Source::Bind => mount(
                 Some(&self.root),
@@ -259,24 +261,15 @@ impl Plan {
             Source::Overlay {
                 idmapped_lowers, ..
             } if idmapped_lowers.is_empty() && trees.len() == 1 => {
-                let tree = trees
-                    .first()
-                    .map(|t| t.as_fd())
-                    .ok_or(RootfsError::NoRoot)?;
-                crate::sys::move_mount_to(tree, &self.root).map_err(|e| RootfsError::Sys {
-                    what: format!("attaching the overlay on {}", self.root.display()),
-                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                })?
+                let tree = trees.first().ok_or(RootfsError::NoRoot)?;
+                attach(tree.as_fd(), &self.root, "the overlay")?
             }
             Source::Overlay {
                 options,
                 idmapped_lowers,
             } => {
                 for (tree, mp) in trees.iter().zip(idmapped_lowers) {
-                    crate::sys::move_mount_to(tree.as_fd(), mp).map_err(|e| RootfsError::Sys {
-                        what: format!("attaching the idmapped layer on {}", mp.display()),
-                        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                    })?;
+                    attach(tree.as_fd(), mp, "the idmapped layer")?;
                 }
                 mount(
                     Some("overlay"),

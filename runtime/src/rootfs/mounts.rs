@@ -43,6 +43,15 @@ pub fn known_mount_options() -> Vec<&'static str> {
     ]
 }
 
+/// A mount(2) data string ("key=value,flag,…") as the parameters fsconfig(2) takes, in order: a value, or
+/// none for a flag.
+pub fn data_params(data: &str) -> Vec<(&str, Option<&str>)> {
+    data.split(',')
+        .filter(|o| !o.is_empty())
+        .map(|o| o.split_once('=').map_or((o, None), |(k, v)| (k, Some(v))))
+        .collect()
+}
+
 /// Splits OCI/fstab-style options into mount flags and the filesystem-specific data string.
 pub fn parse_options(options: &[String]) -> (MsFlags, Option<String>) {
     let mut flags = MsFlags::empty();
