@@ -230,17 +230,25 @@ struct Held {
     cgroup: Option<crate::cgroups::ContainerCgroup>,
     bridge: Option<crate::network::Bridge>,
     server: Option<strata_overlayfs::Server>,
+    /// The container's mount namespace (see [`hold_mount_ns`]).
+    mnt_ns: Option<std::os::fd::OwnedFd>,
 }
 
 impl Held {
     /// Kills what is left in the cgroup (`kill_first`) and removes it, deletes the veth, stops the FUSE server. Errors
     /// are reported, not fatal: the container's status is what strata exits with.
     fn release(&mut self, kill_first: bool) {
+        // Its mounts go while the cgroup is removed, and are gone before the FUSE server stops and
+        // the upper layer is deleted.
+        let unmounting = self.mnt_ns.take().and_then(crate::sys::close_concurrently);
         if let Some(cg) = self.cgroup.take() {
             let emptied = if kill_first { cg.kill_all() } else { Ok(()) };
             if let Err(e) = emptied.and_then(|()| cg.remove()) {
                 eprintln!("strata: removing the container's cgroup: {e}");
             }
+        }
+        if let Some(Err(e)) = unmounting.map(crate::sys::SyscallTask::wait) {
+            eprintln!("strata: releasing the container's mount namespace: {e}");
         }
         if let Some(b) = self.bridge.take() {
             if let Err(e) = b.teardown() {
@@ -351,6 +359,7 @@ fn start_and_wait(
         }
     }
     drop(pinned);
+    held.mnt_ns = hold_mount_ns(p, pid);
     // After Go: the child was waiting for it, and the state needs two /proc reads.
     let mut st = State {
         id: p.id.clone(),
@@ -448,6 +457,21 @@ fn start_and_wait(
     drop(relay);
     st.status = Status::Exited;
     Ok((status.code(), st))
+}
+
+/// The container's new mount namespace, held by strata from after Go (when strata waits for the child
+/// anyway) until the teardown. When the last process in a namespace exits, the kernel unmounts all of
+/// it (~25 mounts, superblocks killed, an RCU grace period waited for) on that process's exit path,
+/// which strata's wait and so the container's exit status waited for; held, the namespace is released
+/// by a task of its own while strata removes the cgroup ([`Held::release`]). None without a new mount
+/// namespace or when it cannot be opened (the container's exit then unmounts it, as it would).
+fn hold_mount_ns(p: &Prepared, pid: nix::unistd::Pid) -> Option<std::os::fd::OwnedFd> {
+    if !p.plan.namespaces.creates(Kind::Mnt) {
+        return None;
+    }
+    std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(Into::into)
 }
 
 /// Makes the cgroup of a [`process::CgroupEntry::Late`] child and sends it its `tasks` fds; then writes

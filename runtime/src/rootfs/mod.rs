@@ -316,7 +316,7 @@ impl Plan {
 
         pivot_root(".", ".").map_err(sys(|| "pivot_root".into()))?;
         // The old root, now stacked on /, is detached by a task of its own while the mounts below go on
-        // (sys::CwdDetach: its RCU grace period is otherwise spent idle here). Nothing below looks it
+        // (sys::SyscallTask: its RCU grace period is otherwise spent idle here). Nothing below looks it
         // up: paths start at the root and the working directory, both the new root's own mount. Not
         // with a root propagation to set, which would reach the old root's mounts too.
         let detach = match self.root_propagation {
@@ -420,88 +420,4 @@ fn make_readonly(path: &Path) -> Result<(), RootfsError> {
         None::<&str>,
     )
     .map_err(sys(what))
-}
-
-#[cfg(test)]
-mod tests {
-    use nix::mount::{MsFlags, mount};
-    use nix::sched::{CloneFlags, unshare};
-
-    /// Runs `f` on a thread of its own in a private copy of this process's mount namespace (what it
-    /// mounts there vanishes with the thread).
-    fn in_private_mount_ns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-        assert!(
-            nix::unistd::Uid::effective().is_root(),
-            "this test needs root (it mounts in a private mount namespace)"
-        );
-        std::thread::spawn(move || {
-            unshare(CloneFlags::CLONE_NEWNS).unwrap();
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .unwrap();
-            f()
-        })
-        .join()
-        .unwrap()
-    }
-
-    fn tmpfs_with_marker(at: &std::path::Path, marker: &str) {
-        mount(
-            Some("tmpfs"),
-            at,
-            Some("tmpfs"),
-            MsFlags::empty(),
-            None::<&str>,
-        )
-        .unwrap();
-        std::fs::write(at.join(marker), marker).unwrap();
-    }
-
-    #[test]
-    fn the_detach_task_removes_the_mount_stacked_on_the_working_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let at = dir.path().to_path_buf();
-        let (before, after) = in_private_mount_ns(move || {
-            // As after pivot_root(".", "."): the working directory is one mount, another is stacked
-            // on top of it.
-            tmpfs_with_marker(&at, "below");
-            nix::unistd::chdir(&at).unwrap();
-            tmpfs_with_marker(&at, "above");
-            let before = at.join("above").exists();
-            let task = crate::sys::detach_cwd_mount_concurrently()
-                .expect("a raw syscall path on this architecture")
-                .unwrap();
-            // The caller moving elsewhere meanwhile does not change what the task detaches.
-            nix::unistd::chdir("/").unwrap();
-            task.wait().unwrap();
-            let after = (at.join("above").exists(), at.join("below").exists());
-            nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH).unwrap();
-            (before, after)
-        });
-        assert!(before, "the upper mount is seen before the detach");
-        assert_eq!(after, (false, true), "only the upper mount is gone");
-    }
-
-    #[test]
-    fn the_detach_task_reports_the_kernels_refusal() {
-        let dir = tempfile::tempdir().unwrap();
-        let at = dir.path().to_path_buf();
-        let err = in_private_mount_ns(move || {
-            // Nothing is mounted on a plain directory: umount2 refuses with EINVAL.
-            nix::unistd::chdir(&at).unwrap();
-            let task = crate::sys::detach_cwd_mount_concurrently()
-                .expect("a raw syscall path on this architecture")
-                .unwrap();
-            let r = task.wait();
-            nix::unistd::chdir("/").unwrap();
-            r
-        })
-        .unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
-    }
 }

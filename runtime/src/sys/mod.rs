@@ -13,6 +13,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::unistd::Pid;
 
+mod syscall_task;
+pub use syscall_task::{SyscallTask, close_concurrently, detach_cwd_mount_concurrently};
+
 /// `struct clone_args` of clone3(2), up to and including `cgroup` (CLONE_ARGS_SIZE_VER2).
 #[repr(C)]
 #[derive(Default)]
@@ -141,137 +144,6 @@ pub fn fork_run<F: FnOnce() -> i32>(child: F) -> io::Result<Pid> {
         exit_now(code);
     }
     Ok(Pid::from_raw(rc as i32))
-}
-
-/// A task detaching (umount2 with MNT_DETACH) the mount stacked on its creator's working directory —
-/// the old root right after `pivot_root(".", ".")` — while the creator goes on. The detach waits for an
-/// RCU grace period (~0.1 ms here, milliseconds when the kthread that drives it queues behind a busy
-/// task), which the container process would otherwise spend idle on its critical path.
-///
-/// The task shares the creator's memory (clone with CLONE_VM and its own small stack) and runs only two
-/// raw system calls, umount2 and exit, so it touches neither the heap nor thread-local state (not even
-/// errno). It gets a copy of the creator's working directory at clone time, so a later chdir of the
-/// creator does not change what it detaches. [`CwdDetach::wait`] reaps it and returns its result;
-/// dropping the handle unwaited also reaps it, before the stack it runs on is freed.
-pub struct CwdDetach {
-    pid: Pid,
-    // Read by the task until it exits; freed only after the reap.
-    _stack: Box<[u8]>,
-    reaped: bool,
-}
-
-/// Starts a [`CwdDetach`] task; None where this architecture has no raw syscall path here (the caller
-/// then detaches itself).
-pub fn detach_cwd_mount_concurrently() -> Option<io::Result<CwdDetach>> {
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    {
-        extern "C" fn detach_cwd_mount(_: *mut libc::c_void) -> libc::c_int {
-            // SAFETY: umount2 on a static NUL-terminated path; the raw syscall writes no errno.
-            let rc = unsafe {
-                raw_syscall2(
-                    libc::SYS_umount2,
-                    c".".as_ptr() as usize,
-                    libc::MNT_DETACH as usize,
-                )
-            };
-            // The clone wrapper passes this to exit(2): 0, or the errno.
-            if rc < 0 { (-rc) as libc::c_int } else { 0 }
-        }
-        const STACK: usize = 16 * 1024;
-        let mut stack = vec![0u8; STACK].into_boxed_slice();
-        // The stack grows down from its (16-byte aligned) top.
-        let top = (stack.as_mut_ptr() as usize + STACK) & !15;
-        // SAFETY: the task runs `detach_cwd_mount` on `stack`, which the returned handle keeps allocated
-        // until the task is reaped; the function uses nothing of the shared address space but its own
-        // stack frame and a static string. CLONE_FILES shares the fd table (nothing to copy); without
-        // CLONE_FS the task has its own copy of the working directory.
-        let rc = unsafe {
-            libc::clone(
-                detach_cwd_mount,
-                top as *mut libc::c_void,
-                libc::CLONE_VM | libc::CLONE_FILES | libc::SIGCHLD,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc < 0 {
-            return Some(Err(io::Error::last_os_error()));
-        }
-        Some(Ok(CwdDetach {
-            pid: Pid::from_raw(rc),
-            _stack: stack,
-            reaped: false,
-        }))
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    None
-}
-
-impl CwdDetach {
-    /// Reaps the task: Ok once the mount is detached, else umount2's error.
-    pub fn wait(mut self) -> io::Result<()> {
-        self.reaped = true;
-        match nix::sys::wait::waitpid(self.pid, None).map_err(io::Error::from)? {
-            nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
-            nix::sys::wait::WaitStatus::Exited(_, errno) => {
-                Err(io::Error::from_raw_os_error(errno))
-            }
-            other => Err(io::Error::other(format!(
-                "the detaching task ended: {other:?}"
-            ))),
-        }
-    }
-}
-
-impl Drop for CwdDetach {
-    fn drop(&mut self) {
-        if !self.reaped {
-            let _ = nix::sys::wait::waitpid(self.pid, None);
-        }
-    }
-}
-
-/// A two-argument system call without libc's wrapper, which would store a failure in errno — a
-/// thread-local of whichever thread's TLS the caller runs on.
-///
-/// # Safety
-/// As the system call `nr` itself with these arguments.
-#[cfg(target_arch = "x86_64")]
-unsafe fn raw_syscall2(nr: libc::c_long, a1: usize, a2: usize) -> isize {
-    let ret: isize;
-    // SAFETY: the x86_64 syscall convention: number in rax, arguments in rdi and rsi, result in rax;
-    // the instruction clobbers rcx and r11.
-    unsafe {
-        std::arch::asm!(
-            "syscall",
-            inlateout("rax") nr as isize => ret,
-            in("rdi") a1,
-            in("rsi") a2,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack)
-        );
-    }
-    ret
-}
-
-/// As the x86_64 version.
-///
-/// # Safety
-/// As the system call `nr` itself with these arguments.
-#[cfg(target_arch = "aarch64")]
-unsafe fn raw_syscall2(nr: libc::c_long, a1: usize, a2: usize) -> isize {
-    let ret: isize;
-    // SAFETY: the aarch64 syscall convention: number in x8, arguments in x0 and x1, result in x0.
-    unsafe {
-        std::arch::asm!(
-            "svc 0",
-            in("x8") nr,
-            inlateout("x0") a1 as isize => ret,
-            in("x1") a2,
-            options(nostack)
-        );
-    }
-    ret
 }
 
 /// A detached copy of the mount tree at `path` (open_tree(2) with OPEN_TREE_CLONE), not yet attached
