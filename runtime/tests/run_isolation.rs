@@ -49,6 +49,9 @@ fn only_loopback_in_the_network_namespace() {
 fn command_is_pid_1() {
     let env = Env::new();
     assert_eq!(env.sh(&[], "echo $$").trim(), "1");
+    // Its first child gets pid 2, as under runc: the task that detached the old root during set-up
+    // took a spare pid (and it is gone).
+    assert_eq!(env.sh(&[], "sleep 0 & echo $!").trim(), "2");
     // Only the container's processes are visible.
     let ps = env.sh(&[], "ls /proc | grep -c '^[0-9]'");
     assert!(ps.trim().parse::<u32>().unwrap() <= 3, "{ps}");
