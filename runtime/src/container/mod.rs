@@ -241,6 +241,9 @@ impl Held {
         // Its mounts go while the cgroup is removed, and are gone before the FUSE server stops and
         // the upper layer is deleted.
         let unmounting = self.mnt_ns.take().and_then(crate::sys::close_concurrently);
+        if let Some(t) = &unmounting {
+            process::run_beside(t.pid());
+        }
         if let Some(cg) = self.cgroup.take() {
             let emptied = if kill_first { cg.kill_all() } else { Ok(()) };
             if let Err(e) = emptied.and_then(|()| cg.remove()) {

@@ -312,6 +312,15 @@ impl OtherCpu {
     }
 }
 
+/// Moves a process strata just made, which the kernel queued on strata's own CPU, to another one, where
+/// it works beside strata instead of after it. A hint only: where it fails (or there is one CPU) the
+/// process runs where the kernel put it.
+pub fn run_beside(pid: Pid) {
+    if let Some(p) = OtherCpu::pick() {
+        let _ = nix::sched::sched_setaffinity(pid, &p.other);
+    }
+}
+
 /// strata's own CPU mask while it is pinned for [`Spawned::serve_fuse`]; restored when dropped.
 pub struct ParentPin {
     cpus: Option<OtherCpu>,

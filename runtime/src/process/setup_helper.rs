@@ -53,10 +53,8 @@ impl SetupHelper {
         })
         .map_err(|e| ProcessError::NetNs(NetworkError::NewNetns(e)))?;
         // A new task is queued on its parent's CPU (see super::OtherCpu), where strata goes on working:
-        // the helper would wait for it instead of using the idle one. A hint only.
-        if let Some(p) = super::OtherCpu::pick() {
-            let _ = nix::sched::sched_setaffinity(pid, &p.other);
-        }
+        // the helper would wait for it instead of using the idle one.
+        super::run_beside(pid);
         // strata keeps only its end: the helper's exit without a message then reads as end-of-file.
         drop(theirs);
         Ok(SetupHelper {

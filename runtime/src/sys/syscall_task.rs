@@ -132,6 +132,10 @@ pub fn close_concurrently(fd: OwnedFd) -> Option<SyscallTask> {
 }
 
 impl SyscallTask {
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
     /// Reaps the task: Ok once its call succeeded, else the call's error.
     pub fn wait(mut self) -> io::Result<()> {
         self.reaped = true;
