@@ -14,3 +14,5 @@ pub mod spec;
 pub mod state;
 #[allow(unsafe_code)]
 pub mod sys;
+#[cfg(test)]
+mod test_support;

@@ -493,11 +493,12 @@ fn make_late_cgroup(
         &cfg.resources,
     )?;
     let cg = held.cgroup.insert(cg);
-    // strata has time to spare here, the child has not: its cgroup tmpfs, mount points made, comes
-    // ready (first, so it is there when the child joins). Where it cannot be made, the child makes it.
+    // strata has time to spare here, the child has not: its /sys/fs/cgroup comes ready, the tmpfs and
+    // every hierarchy (first, so it is there when the child joins). Where it cannot be made, the child
+    // mounts it itself.
     let cgroupfs = p.plan.rootfs.as_ref().and_then(|r| r.cgroupfs.as_ref());
-    if let Some(Ok(tmpfs)) = cgroupfs.and_then(|c| c.prepared_tmpfs()) {
-        spawned.send_cgroupfs_tmpfs(tmpfs)?;
+    if let Some(Ok(tree)) = cgroupfs.and_then(|c| c.prepared_tree(cg.rel_path())) {
+        spawned.send_cgroupfs_tree(tree)?;
     }
     spawned.send_cgroup(cg.self_join_fds()?)?;
     cg.apply_pending(pending)?;

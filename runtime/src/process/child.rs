@@ -74,8 +74,8 @@ struct AfterGo<'a> {
     /// The network namespace strata makes for us, until we enter it.
     netns: Option<OwnedFd>,
     net_pending: bool,
-    /// The tmpfs of our /sys/fs/cgroup, when strata prepared it.
-    cgroupfs_tmpfs: Option<OwnedFd>,
+    /// Our /sys/fs/cgroup, when strata prepared it.
+    cgroupfs_tree: Option<OwnedFd>,
 }
 
 impl AfterGo<'_> {
@@ -85,7 +85,7 @@ impl AfterGo<'_> {
             Some(Msg::Cgroup(fds)) => self.tasks = Some(fds),
             Some(Msg::CgroupReady) => self.ready_pending = false,
             Some(Msg::NetNs(fd)) => self.netns = Some(fd),
-            Some(Msg::CgroupfsTmpfs(fd)) => self.cgroupfs_tmpfs = Some(fd),
+            Some(Msg::CgroupfsTree(fd)) => self.cgroupfs_tree = Some(fd),
             other => {
                 *msg = other;
                 return false;
@@ -313,7 +313,7 @@ fn run(
                     crate::rootfs::Before::Sysfs => after_go.enter_net(chan).map(|()| None),
                     crate::rootfs::Before::Cgroupfs => after_go
                         .join(plan, chan, &mut look_up)
-                        .map(|()| after_go.cgroupfs_tmpfs.take()),
+                        .map(|()| after_go.cgroupfs_tree.take()),
                 }
                 .map_err(|f| crate::rootfs::RootfsError::Spec(f.message))
             })

@@ -384,11 +384,11 @@ impl Spawned {
         self.chan.send(&sync::Msg::Go).map_err(ProcessError::Sync)
     }
 
-    /// Sends the child the tmpfs of its /sys/fs/cgroup, prepared ([`CgroupEntry::Late`]), before
+    /// Sends the child its /sys/fs/cgroup, prepared detached ([`CgroupEntry::Late`]), before
     /// [`Spawned::send_cgroup`].
-    pub fn send_cgroupfs_tmpfs(&self, tmpfs: OwnedFd) -> Result<(), ProcessError> {
+    pub fn send_cgroupfs_tree(&self, tree: OwnedFd) -> Result<(), ProcessError> {
         self.chan
-            .send(&sync::Msg::CgroupfsTmpfs(tmpfs))
+            .send(&sync::Msg::CgroupfsTree(tree))
             .map_err(ProcessError::Sync)
     }
 
@@ -479,7 +479,7 @@ impl Spawned {
                     | sync::Msg::NetNs(_)
                     | sync::Msg::Cgroup(_)
                     | sync::Msg::CgroupReady
-                    | sync::Msg::CgroupfsTmpfs(_)
+                    | sync::Msg::CgroupfsTree(_)
                     | sync::Msg::Overlay(_),
                 ) => {
                     return Err(ProcessError::Sync(Errno::EBADMSG));

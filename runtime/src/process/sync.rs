@@ -39,9 +39,9 @@ pub enum Msg {
     /// Parent -> child, after Go ([`super::ChildPlan::net_from_parent`]): the network namespace strata
     /// made for it, loopback up; the child enters it before its /sys mount.
     NetNs(OwnedFd),
-    /// Parent -> child, before [`Msg::Cgroup`]: the tmpfs of its /sys/fs/cgroup, mount points made,
-    /// mounted detached (`rootfs::CgroupFs::prepared_tmpfs`).
-    CgroupfsTmpfs(OwnedFd),
+    /// Parent -> child, before [`Msg::Cgroup`]: its /sys/fs/cgroup, the tmpfs with every hierarchy in
+    /// it, mounted detached (`rootfs::CgroupFs::prepared_tree`).
+    CgroupfsTree(OwnedFd),
     /// strata -> its set-up helper ([`super::SetupHelper`]): mount a kernel overlay with these mount
     /// options, detached; the answer is a [`Msg::RootTree`] or an [`Msg::Error`].
     Overlay(String),
@@ -105,11 +105,11 @@ impl Channel {
                 buf.extend_from_slice(&t.to_le_bytes());
                 &[]
             }
-            Msg::FuseFd(fd) | Msg::RootTree(fd) | Msg::NetNs(fd) | Msg::CgroupfsTmpfs(fd) => {
+            Msg::FuseFd(fd) | Msg::RootTree(fd) | Msg::NetNs(fd) | Msg::CgroupfsTree(fd) => {
                 buf.push(match msg {
                     Msg::FuseFd(_) => b'F',
                     Msg::NetNs(_) => b'S',
-                    Msg::CgroupfsTmpfs(_) => b'Y',
+                    Msg::CgroupfsTree(_) => b'Y',
                     _ => b'T',
                 });
                 fds = vec![fd.as_raw_fd()];
@@ -182,7 +182,7 @@ impl Channel {
             b'F' if fds.len() == 1 => Msg::FuseFd(fds.pop().ok_or(Errno::EBADMSG)?),
             b'T' if fds.len() == 1 => Msg::RootTree(fds.pop().ok_or(Errno::EBADMSG)?),
             b'S' if fds.len() == 1 => Msg::NetNs(fds.pop().ok_or(Errno::EBADMSG)?),
-            b'Y' if fds.len() == 1 => Msg::CgroupfsTmpfs(fds.pop().ok_or(Errno::EBADMSG)?),
+            b'Y' if fds.len() == 1 => Msg::CgroupfsTree(fds.pop().ok_or(Errno::EBADMSG)?),
             b'C' => Msg::Cgroup(fds),
             b'O' => Msg::Overlay(String::from_utf8_lossy(&buf[1..n]).into_owned()),
             _ => return Err(Errno::EBADMSG),

@@ -116,6 +116,8 @@ pub fn host_hierarchies() -> Vec<Hierarchy> {
 #[derive(Debug, Clone)]
 pub struct CgroupFs {
     mounts: Vec<MountEntry>,
+    /// Of a fresh v1 layout: the hierarchy each of `mounts[1..]` mounts, in order.
+    hierarchies: Vec<Hierarchy>,
     /// (link, target) symlinks relative to the rootfs, made before `seal`.
     links: Vec<(PathBuf, String)>,
     /// Remounts the tmpfs read-only once it is populated.
@@ -174,6 +176,7 @@ impl CgroupFs {
         if let Some(h) = hierarchies.iter().find(|h| h.v2 && h.name.is_empty()) {
             return CgroupFs {
                 mounts: vec![cgroup2(h, m.target.clone())],
+                hierarchies: Vec::new(),
                 links: Vec::new(),
                 seal: None,
             };
@@ -188,7 +191,12 @@ impl CgroupFs {
             bind_remount: false,
         }];
         let mut links = Vec::new();
-        for h in hierarchies.iter().filter(|h| !h.name.is_empty()) {
+        let mounted: Vec<Hierarchy> = hierarchies
+            .iter()
+            .filter(|h| !h.name.is_empty())
+            .cloned()
+            .collect();
+        for h in &mounted {
             let target = m.target.join(&h.name);
             if h.v2 {
                 mounts.push(cgroup2(h, target));
@@ -220,6 +228,7 @@ impl CgroupFs {
         });
         CgroupFs {
             mounts,
+            hierarchies: mounted,
             links,
             seal,
         }
@@ -242,53 +251,66 @@ impl CgroupFs {
             .is_some_and(|m| rel.starts_with(m.target.strip_prefix("/").unwrap_or(&m.target)))
     }
 
-    /// The tmpfs of a fresh v1 layout with its mount points and links made, mounted detached: made by
-    /// strata while the container process sets up the rest of its rootfs, so that the container process
-    /// only attaches it ([`CgroupFs::mount_relative_on`]) and mounts the hierarchies (a dozen mkdirs and a
-    /// tmpfs mount off its path, the longer one of the start). None for other layouts.
-    pub fn prepared_tmpfs(&self) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
+    /// The whole of a fresh v1 layout, detached, for the container process to attach with one
+    /// move_mount ([`CgroupFs::mount_prepared`]): the tmpfs with its mount points and links, and in it
+    /// each hierarchy as a bind of the container's own cgroup directory `rel` ("strata/<id>"; of the
+    /// cgroup it inherits for the hybrid unified hierarchy), with the mount's flags, the tmpfs sealed
+    /// last. Made by strata while the container process sets up the rest of its rootfs, off that
+    /// process's path, the longer one of the start (a dozen mkdirs and mounts). Inside the container's
+    /// cgroup namespace a bind of its cgroup shows what a fresh mount there shows: the same directory as
+    /// its root, and "/" as that root in mountinfo (cgroup paths are shown relative to the reader's
+    /// cgroup namespace). None for other layouts.
+    pub fn prepared_tree(&self, rel: &str) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
         use nix::sys::stat::{FchmodatFlags, Mode, fchmodat, mkdirat};
+        use std::os::fd::AsFd;
         let top = self
             .mounts
             .first()
             .filter(|m| self.fresh() && m.fstype.as_deref() == Some("tmpfs"))?;
-        let rel = |p: &Path| p.strip_prefix(&top.target).map(Path::to_path_buf);
+        let rel_to_top = |p: &Path| p.strip_prefix(&top.target).map(Path::to_path_buf);
         let make = || -> std::io::Result<std::os::fd::OwnedFd> {
             let params = super::data_params(top.data.as_deref().unwrap_or_default());
             let tree = crate::sys::fsmount_detached(c"tmpfs", "tmpfs", &params, top.flags)?;
             let bad = |_| std::io::Error::from(std::io::ErrorKind::InvalidInput);
             // As the container process makes them (its umask is 0 then); strata's umask may differ.
             let all = Mode::from_bits_truncate(0o777);
-            for m in &self.mounts[1..] {
-                let dir = rel(&m.target).map_err(bad)?;
+            for (m, h) in self.mounts[1..].iter().zip(&self.hierarchies) {
+                let dir = rel_to_top(&m.target).map_err(bad)?;
                 mkdirat(&tree, &dir, all)?;
                 fchmodat(&tree, &dir, all, FchmodatFlags::FollowSymlink)?;
+                let own = if h.v2 { h.path.as_str() } else { rel };
+                let source = Path::new(HOST_CGROUP_ROOT)
+                    .join(&h.name)
+                    .join(own.trim_start_matches('/'));
+                let bind = crate::sys::open_tree_clone(&source)?;
+                crate::sys::set_mount_flags(bind.as_fd(), m.flags)?;
+                crate::sys::move_mount_into(bind.as_fd(), tree.as_fd(), &dir)?;
             }
             for (link, target) in &self.links {
-                nix::unistd::symlinkat(target.as_str(), &tree, &rel(link).map_err(bad)?)?;
+                nix::unistd::symlinkat(target.as_str(), &tree, &rel_to_top(link).map_err(bad)?)?;
+            }
+            if let Some(s) = &self.seal {
+                // As the remount that seals it otherwise: the mount and its tmpfs read-only.
+                crate::sys::set_mount_flags(tree.as_fd(), s.flags)?;
+                if s.flags.contains(MsFlags::MS_RDONLY) {
+                    crate::sys::make_filesystem_readonly(tree.as_fd())?;
+                }
             }
             Ok(tree)
         };
         Some(make())
     }
 
-    /// [`CgroupFs::mount_relative`] with the tmpfs strata prepared ([`CgroupFs::prepared_tmpfs`]).
-    pub fn mount_relative_on(&self, tmpfs: std::os::fd::OwnedFd) -> Result<(), RootfsError> {
-        let Some((top, rest)) = self.mounts.split_first() else {
+    /// Attaches the layout strata prepared ([`CgroupFs::prepared_tree`]), relative to the rootfs.
+    pub fn mount_prepared(&self, tree: std::os::fd::OwnedFd) -> Result<(), RootfsError> {
+        let Some(top) = self.mounts.first() else {
             return Ok(());
         };
         super::attach(
-            std::os::fd::AsFd::as_fd(&tmpfs),
+            std::os::fd::AsFd::as_fd(&tree),
             &top.target,
-            "the cgroup tmpfs",
-        )?;
-        for m in rest {
-            m.mount_relative()?;
-        }
-        if let Some(s) = &self.seal {
-            s.mount_relative()?;
-        }
-        Ok(())
+            "the cgroup mounts",
+        )
     }
 
     pub fn mount_relative(&self) -> Result<(), RootfsError> {
@@ -357,46 +379,84 @@ mod tests {
     }
 
     #[test]
-    fn the_prepared_tmpfs_has_every_mount_point_and_link_as_the_child_makes_them() {
+    fn the_prepared_tree_has_every_hierarchy_bound_read_only_in_a_sealed_tmpfs() {
         if !nix::unistd::Uid::effective().is_root() {
-            panic!("this test needs root (it mounts a tmpfs, detached)");
+            panic!("this test needs root (it mounts a tmpfs and binds cgroup dirs, detached)");
         }
+        if crate::cgroups::detect() == CgroupMode::V2 {
+            panic!("this test needs a cgroup v1 or hybrid host (it prepares the v1 layout)");
+        }
+        use nix::sys::statvfs::{FsFlags, statvfs};
         use std::os::fd::AsRawFd;
         use std::os::unix::fs::PermissionsExt;
-        let fs = CgroupFs::plan(&oci_entry(), &hybrid(), None);
-        let tmpfs = fs.prepared_tmpfs().expect("a v1 layout").unwrap();
-        let root = PathBuf::from(format!("/proc/self/fd/{}", tmpfs.as_raw_fd()));
+        let hierarchies = host_hierarchies();
+        let fs = CgroupFs::plan(&oci_entry(), &hierarchies, None);
+        // Binds of each hierarchy's root (the container's cgroup is "" below it here).
+        let tree = fs.prepared_tree("").expect("a v1 layout").unwrap();
+        let root = PathBuf::from(format!("/proc/self/fd/{}", tree.as_raw_fd()));
         let mut names: Vec<String> = std::fs::read_dir(&root)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(
-            names,
-            [
-                "cpu",
-                "cpu,cpuacct",
-                "cpuacct",
-                "memory",
-                "systemd",
-                "unified"
-            ]
+        let mut expected: Vec<String> = hierarchies.iter().map(|h| h.name.clone()).collect();
+        expected.extend(
+            fs.links
+                .iter()
+                .map(|(l, _)| l.file_name().unwrap().to_string_lossy().into_owned()),
         );
-        for dir in ["cpu,cpuacct", "memory", "systemd", "unified"] {
-            let mode = std::fs::symlink_metadata(root.join(dir))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o7777, 0o777, "{dir}");
+        expected.sort();
+        assert_eq!(names, expected);
+        assert!(statvfs(&root).unwrap().flags().contains(FsFlags::ST_RDONLY));
+        for h in &hierarchies {
+            let at = root.join(&h.name);
+            // Each one the hierarchy, bound read-only (and nosuid): its control files are there.
+            assert!(
+                at.join("cgroup.procs").exists(),
+                "{}: not the hierarchy",
+                h.name
+            );
+            let flags = statvfs(&at).unwrap().flags();
+            assert!(
+                flags.contains(FsFlags::ST_RDONLY) && flags.contains(FsFlags::ST_NOSUID),
+                "{}: {flags:?}",
+                h.name
+            );
+            let mode = std::fs::symlink_metadata(&at).unwrap().permissions().mode();
+            assert_eq!(mode & 0o170000, 0o040000, "{}: a directory", h.name);
         }
-        assert_eq!(
-            std::fs::read_link(root.join("cpu")).unwrap(),
-            Path::new("cpu,cpuacct")
+        for (link, target) in &fs.links {
+            let name = link.file_name().unwrap();
+            assert_eq!(
+                std::fs::read_link(root.join(name)).unwrap(),
+                Path::new(target)
+            );
+        }
+        // Attached (in a private mount namespace): the tmpfs sealed, mount and superblock, as the
+        // remount that seals a fresh layout leaves it; each hierarchy read-only, shown with its root.
+        let dir = tempfile::tempdir().unwrap();
+        let at = dir.path().to_path_buf();
+        let shown = crate::test_support::in_private_mount_ns(move || {
+            crate::sys::move_mount_to(std::os::fd::AsFd::as_fd(&tree), &at).unwrap();
+            let info = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+            let at = at.to_string_lossy().into_owned();
+            info.lines()
+                .filter(|l| l.split(' ').nth(4).is_some_and(|mp| mp.starts_with(&at)))
+                .map(|l| l.split(' ').skip(3).collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(shown.len(), 1 + hierarchies.len(), "{shown:#?}");
+        assert!(
+            shown[0].contains(" ro,") && shown[0].ends_with("- tmpfs tmpfs ro,mode=755"),
+            "{}",
+            shown[0]
         );
-        // A tmpfs of its own (an anonymous device), not a directory of the host's.
-        let dev = std::fs::metadata(root.join("memory")).unwrap();
-        let dev = nix::sys::stat::major(std::os::unix::fs::MetadataExt::dev(&dev));
-        assert_eq!(dev, 0, "an anonymous (tmpfs) device");
+        for line in &shown[1..] {
+            assert!(
+                line.starts_with("/ ") && line.contains(" ro,nosuid"),
+                "{line}"
+            );
+        }
         // A layout with binds is not prepared.
         let binds = CgroupBinds {
             rel: "x",
@@ -404,7 +464,7 @@ mod tests {
         };
         assert!(
             CgroupFs::plan(&oci_entry(), &hybrid(), Some(binds))
-                .prepared_tmpfs()
+                .prepared_tree("x")
                 .is_none()
         );
     }

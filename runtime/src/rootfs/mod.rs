@@ -201,7 +201,7 @@ impl Plan {
     ) -> Result<(), RootfsError> {
         let prepared = before(Before::Cgroupfs)?;
         match (&self.cgroupfs, prepared) {
-            (Some(c), Some(tmpfs)) => c.mount_relative_on(tmpfs),
+            (Some(c), Some(tree)) => c.mount_prepared(tree),
             (Some(c), None) => c.mount_relative(),
             (None, _) => Ok(()),
         }
@@ -216,7 +216,7 @@ impl Plan {
     /// `before` runs just before a sysfs mount ([`Before::Sysfs`]: the container's network namespace
     /// must be entered by then) and just before the /sys/fs/cgroup mount ([`Before::Cgroupfs`]: a late
     /// cgroup join, whose cgroup namespace must exist by then), which comes after pivot_root and the
-    /// masks when it can; it may return the cgroup tmpfs strata prepared ([`CgroupFs::prepared_tmpfs`]).
+    /// masks when it can; it may return the cgroup mounts strata prepared ([`CgroupFs::prepared_tree`]).
     pub fn enter(
         &self,
         trees: Vec<OwnedFd>,

@@ -204,18 +204,137 @@ pub fn idmap_mount(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> io::Result<(
 
 /// Attaches the detached mount `tree` at `target` (move_mount(2)).
 pub fn move_mount_to(tree: BorrowedFd<'_>, target: &std::path::Path) -> io::Result<()> {
+    move_mount_at(tree, libc::AT_FDCWD, target)
+}
+
+/// Attaches the detached mount `tree` at `target` relative to the directory `dir`, which may itself lie
+/// in a detached tree (the kernel allows mounting onto one): a tree of mounts is assembled off any
+/// namespace and attached later, submounts and all, by one move_mount.
+pub fn move_mount_into(
+    tree: BorrowedFd<'_>,
+    dir: BorrowedFd<'_>,
+    target: &std::path::Path,
+) -> io::Result<()> {
+    move_mount_at(tree, dir.as_raw_fd(), target)
+}
+
+fn move_mount_at(tree: BorrowedFd<'_>, dir: RawFd, target: &std::path::Path) -> io::Result<()> {
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
     let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()))
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: valid fd and NUL-terminated paths; "" with F_EMPTY_PATH names `tree` itself.
+    // SAFETY: valid fds (or AT_FDCWD) and NUL-terminated paths; "" with F_EMPTY_PATH names `tree`.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             tree.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_FDCWD,
+            dir,
             c.as_ptr(),
             MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The MOUNT_ATTR_* bits of mount(2)'s per-mount flags in `flags` (read-only, nosuid, nodev, noexec,
+/// atime); relatime is 0.
+fn mount_attrs(flags: nix::mount::MsFlags) -> u64 {
+    use nix::mount::MsFlags;
+    [
+        (MsFlags::MS_RDONLY, 0x1),
+        (MsFlags::MS_NOSUID, 0x2),
+        (MsFlags::MS_NODEV, 0x4),
+        (MsFlags::MS_NOEXEC, 0x8),
+        (MsFlags::MS_NOATIME, 0x10),
+        (MsFlags::MS_STRICTATIME, 0x20),
+        (MsFlags::MS_NODIRATIME, 0x80),
+    ]
+    .iter()
+    .filter(|(f, _)| flags.contains(*f))
+    .fold(0, |a, (_, bit)| a | bit)
+}
+
+/// Makes the filesystem of the mount `tree` read-only as a whole, superblock and all (fspick(2), then
+/// fsconfig's "ro" and reconfigure), as a remount without MS_BIND does.
+pub fn make_filesystem_readonly(tree: BorrowedFd<'_>) -> io::Result<()> {
+    const FSPICK_CLOEXEC: libc::c_uint = 1;
+    const FSPICK_EMPTY_PATH: libc::c_uint = 8;
+    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+    const FSCONFIG_CMD_RECONFIGURE: libc::c_uint = 7;
+    let check = |rc: libc::c_long| {
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc)
+        }
+    };
+    // SAFETY: valid fd; "" with FSPICK_EMPTY_PATH names `tree` itself; on success the kernel returns a
+    // new fd we own.
+    let fs = check(unsafe {
+        libc::syscall(
+            libc::SYS_fspick,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            FSPICK_CLOEXEC | FSPICK_EMPTY_PATH,
+        )
+    })?;
+    // SAFETY: as above.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
+    // SAFETY: valid fs fd; NUL-terminated key, no value for a flag.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_SET_FLAG,
+            c"ro".as_ptr(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    })?;
+    // SAFETY: valid fs fd; FSCONFIG_CMD_RECONFIGURE takes no key or value.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_RECONFIGURE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })?;
+    Ok(())
+}
+
+/// Sets the per-mount flags in `flags` (read-only, nosuid, nodev, noexec) on the mount `tree` alone, not
+/// its submounts (mount_setattr(2)); flags not named are left as they are.
+pub fn set_mount_flags(tree: BorrowedFd<'_>, flags: nix::mount::MsFlags) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    // The atime bits form one field that must be cleared as a whole when one of them is set.
+    let set = mount_attrs(flags) & 0xf;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: attr is a valid mount_attr of the size passed; "" with AT_EMPTY_PATH names `tree` itself.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
         )
     };
     if rc < 0 {
@@ -234,20 +353,7 @@ pub fn fsmount_detached(
     params: &[(&str, Option<&str>)],
     flags: nix::mount::MsFlags,
 ) -> io::Result<OwnedFd> {
-    use nix::mount::MsFlags;
-    // MOUNT_ATTR_*: relatime is the default (0).
-    let attrs = [
-        (MsFlags::MS_RDONLY, 0x1),
-        (MsFlags::MS_NOSUID, 0x2),
-        (MsFlags::MS_NODEV, 0x4),
-        (MsFlags::MS_NOEXEC, 0x8),
-        (MsFlags::MS_NOATIME, 0x10),
-        (MsFlags::MS_STRICTATIME, 0x20),
-        (MsFlags::MS_NODIRATIME, 0x80),
-    ]
-    .iter()
-    .filter(|(f, _)| flags.contains(*f))
-    .fold(0 as libc::c_uint, |a, (_, bit)| a | bit);
+    let attrs = mount_attrs(flags) as libc::c_uint;
     const FSOPEN_CLOEXEC: libc::c_uint = 1;
     const FSCONFIG_SET_FLAG: libc::c_uint = 0;
     const FSCONFIG_SET_STRING: libc::c_uint = 1;
