@@ -171,20 +171,29 @@ pub fn open_tree_clone(path: &std::path::Path) -> io::Result<OwnedFd> {
 /// Makes the detached mount `tree` idmapped through the user namespace `userns` (mount_setattr(2) with
 /// MOUNT_ATTR_IDMAP): files owned by host uid N appear owned by the id N maps to in that namespace.
 pub fn idmap_mount(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> io::Result<()> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
     const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
+    mount_setattr(
+        tree,
+        MountAttr {
+            attr_set: MOUNT_ATTR_IDMAP,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: userns.as_raw_fd() as u64,
+        },
+    )
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// mount_setattr(2) on the mount `tree` itself (not its submounts).
+fn mount_setattr(tree: BorrowedFd<'_>, attr: MountAttr) -> io::Result<()> {
     // SAFETY: attr is a valid mount_attr of the size passed; "" with AT_EMPTY_PATH names `tree` itself.
     let rc = unsafe {
         libc::syscall(
@@ -239,6 +248,15 @@ fn move_mount_at(tree: BorrowedFd<'_>, dir: RawFd, target: &std::path::Path) -> 
     Ok(())
 }
 
+/// A raw system call's return value: the value, or the errno it left as an error.
+fn checked(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
 /// The MOUNT_ATTR_* bits of mount(2)'s per-mount flags in `flags` (read-only, nosuid, nodev, noexec,
 /// atime); relatime is 0.
 fn mount_attrs(flags: nix::mount::MsFlags) -> u64 {
@@ -264,16 +282,9 @@ pub fn make_filesystem_readonly(tree: BorrowedFd<'_>) -> io::Result<()> {
     const FSPICK_EMPTY_PATH: libc::c_uint = 8;
     const FSCONFIG_SET_FLAG: libc::c_uint = 0;
     const FSCONFIG_CMD_RECONFIGURE: libc::c_uint = 7;
-    let check = |rc: libc::c_long| {
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(rc)
-        }
-    };
     // SAFETY: valid fd; "" with FSPICK_EMPTY_PATH names `tree` itself; on success the kernel returns a
     // new fd we own.
-    let fs = check(unsafe {
+    let fs = checked(unsafe {
         libc::syscall(
             libc::SYS_fspick,
             tree.as_raw_fd(),
@@ -284,7 +295,7 @@ pub fn make_filesystem_readonly(tree: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: as above.
     let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
     // SAFETY: valid fs fd; NUL-terminated key, no value for a flag.
-    check(unsafe {
+    checked(unsafe {
         libc::syscall(
             libc::SYS_fsconfig,
             fs.as_raw_fd(),
@@ -295,7 +306,7 @@ pub fn make_filesystem_readonly(tree: BorrowedFd<'_>) -> io::Result<()> {
         )
     })?;
     // SAFETY: valid fs fd; FSCONFIG_CMD_RECONFIGURE takes no key or value.
-    check(unsafe {
+    checked(unsafe {
         libc::syscall(
             libc::SYS_fsconfig,
             fs.as_raw_fd(),
@@ -311,36 +322,16 @@ pub fn make_filesystem_readonly(tree: BorrowedFd<'_>) -> io::Result<()> {
 /// Sets the per-mount flags in `flags` (read-only, nosuid, nodev, noexec) on the mount `tree` alone, not
 /// its submounts (mount_setattr(2)); flags not named are left as they are.
 pub fn set_mount_flags(tree: BorrowedFd<'_>, flags: nix::mount::MsFlags) -> io::Result<()> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    // The atime bits form one field that must be cleared as a whole when one of them is set.
-    let set = mount_attrs(flags) & 0xf;
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: attr is a valid mount_attr of the size passed; "" with AT_EMPTY_PATH names `tree` itself.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    // The atime bits form one field that must be cleared as a whole when one of them is set: left out.
+    mount_setattr(
+        tree,
+        MountAttr {
+            attr_set: mount_attrs(flags) & 0xf,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        },
+    )
 }
 
 /// A new mount of filesystem `fstype`, attached nowhere (fsopen, fsconfig, fsmount): `source` is its
@@ -362,15 +353,8 @@ pub fn fsmount_detached(
     let cstr = |s: &str| {
         std::ffi::CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
     };
-    let check = |rc: libc::c_long| {
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(rc)
-        }
-    };
     // SAFETY: fstype is NUL-terminated; on success the kernel returns a new fd we own.
-    let fs = check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
+    let fs = checked(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
     // SAFETY: as above.
     let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
     let set = |key: &str, value: Option<&str>| -> io::Result<()> {
@@ -381,15 +365,17 @@ pub fn fsmount_detached(
             None => (FSCONFIG_SET_FLAG, std::ptr::null()),
         };
         // SAFETY: valid fs fd; key (and value, when given) NUL-terminated and alive for the call.
-        check(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, k.as_ptr(), vp, 0) })
-            .map(drop)
+        checked(unsafe {
+            libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, k.as_ptr(), vp, 0)
+        })
+        .map(drop)
     };
     set("source", Some(source))?;
     for (k, v) in params {
         set(k, *v)?;
     }
     // SAFETY: valid fs fd; FSCONFIG_CMD_CREATE takes no key or value.
-    check(unsafe {
+    checked(unsafe {
         libc::syscall(
             libc::SYS_fsconfig,
             fs.as_raw_fd(),
@@ -400,8 +386,9 @@ pub fn fsmount_detached(
         )
     })?;
     // SAFETY: valid fs fd, known flags; on success the kernel returns a new fd we own.
-    let m =
-        check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })?;
+    let m = checked(unsafe {
+        libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs)
+    })?;
     // SAFETY: as above.
     Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
 }
