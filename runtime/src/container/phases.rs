@@ -24,7 +24,10 @@ impl Phases {
     }
 
     /// Ends the current phase at `t` (a timestamp taken elsewhere, e.g. by the child) and starts `name` there.
+    /// A `t` before the current phase began (the child was done before strata's own work was) splits
+    /// at that beginning instead: the phases partition strata's time, never overlap.
     pub fn split_at(&mut self, t: u64, name: &'static str) {
+        let t = self.current.map_or(t, |(_, start)| t.max(start));
         self.finish_at(t);
         self.current = Some((name, t));
     }
@@ -101,5 +104,30 @@ mod tests {
         assert_eq!(ph[0]["name"], "a");
         assert!(ph[0]["end_ns"].as_u64() <= ph[1]["start_ns"].as_u64());
         assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
+    }
+
+    #[test]
+    fn a_split_before_the_current_phase_began_splits_at_its_beginning() {
+        let mut p = super::Phases::default();
+        p.start("cgroup");
+        p.start("rootfs");
+        // The child's timestamp, taken before strata's cgroup work ended.
+        p.split_at(1, "exec");
+        p.finish();
+        let v: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
+        let ph = v["phases"].as_array().unwrap();
+        let span = |i: usize| {
+            (
+                ph[i]["start_ns"].as_u64().unwrap(),
+                ph[i]["end_ns"].as_u64().unwrap(),
+            )
+        };
+        assert_eq!(ph[1]["name"], "rootfs");
+        assert_eq!(span(1).0, span(1).1, "rootfs is empty");
+        assert_eq!(span(2).0, span(1).1, "exec begins where rootfs ended");
+        assert!(
+            span(0).1 <= span(2).0,
+            "exec does not overlap the cgroup phase"
+        );
     }
 }
