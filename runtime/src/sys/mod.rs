@@ -9,7 +9,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::unistd::Pid;
 
@@ -280,8 +280,6 @@ fn mount_attrs(flags: nix::mount::MsFlags) -> u64 {
 pub fn make_filesystem_readonly(tree: BorrowedFd<'_>) -> io::Result<()> {
     const FSPICK_CLOEXEC: libc::c_uint = 1;
     const FSPICK_EMPTY_PATH: libc::c_uint = 8;
-    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
-    const FSCONFIG_CMD_RECONFIGURE: libc::c_uint = 7;
     // SAFETY: valid fd; "" with FSPICK_EMPTY_PATH names `tree` itself; on success the kernel returns a
     // new fd we own.
     let fs = checked(unsafe {
@@ -294,29 +292,34 @@ pub fn make_filesystem_readonly(tree: BorrowedFd<'_>) -> io::Result<()> {
     })?;
     // SAFETY: as above.
     let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
-    // SAFETY: valid fs fd; NUL-terminated key, no value for a flag.
-    checked(unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_SET_FLAG,
-            c"ro".as_ptr(),
-            std::ptr::null::<libc::c_char>(),
-            0,
-        )
-    })?;
-    // SAFETY: valid fs fd; FSCONFIG_CMD_RECONFIGURE takes no key or value.
-    checked(unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_RECONFIGURE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    })?;
-    Ok(())
+    fsconfig(fs.as_fd(), Fsconfig::Flag(c"ro"))?;
+    fsconfig(fs.as_fd(), Fsconfig::Reconfigure)
+}
+
+/// One fsconfig(2) command.
+enum Fsconfig<'a> {
+    /// FSCONFIG_SET_FLAG.
+    Flag(&'a CStr),
+    /// FSCONFIG_SET_STRING.
+    String(&'a CStr, &'a CStr),
+    /// FSCONFIG_CMD_CREATE.
+    Create,
+    /// FSCONFIG_CMD_RECONFIGURE.
+    Reconfigure,
+}
+
+fn fsconfig(fs: BorrowedFd<'_>, command: Fsconfig<'_>) -> io::Result<()> {
+    let none = std::ptr::null::<libc::c_char>();
+    let (cmd, key, value) = match command {
+        Fsconfig::Flag(k) => (0, k.as_ptr(), none),
+        Fsconfig::String(k, v) => (1, k.as_ptr(), v.as_ptr()),
+        Fsconfig::Create => (6, none, none),
+        Fsconfig::Reconfigure => (7, none, none),
+    };
+    // SAFETY: valid fs fd; the key and value are NUL-terminated and outlive the call, or null where the
+    // command takes none.
+    checked(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, key, value, 0) })
+        .map(drop)
 }
 
 /// Sets the per-mount flags in `flags` (read-only, nosuid, nodev, noexec) on the mount `tree` alone, not
@@ -346,9 +349,6 @@ pub fn fsmount_detached(
 ) -> io::Result<OwnedFd> {
     let attrs = mount_attrs(flags) as libc::c_uint;
     const FSOPEN_CLOEXEC: libc::c_uint = 1;
-    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
-    const FSCONFIG_SET_STRING: libc::c_uint = 1;
-    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
     const FSMOUNT_CLOEXEC: libc::c_uint = 1;
     let cstr = |s: &str| {
         std::ffi::CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
@@ -359,32 +359,16 @@ pub fn fsmount_detached(
     let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
     let set = |key: &str, value: Option<&str>| -> io::Result<()> {
         let k = cstr(key)?;
-        let v = value.map(cstr).transpose()?;
-        let (cmd, vp) = match &v {
-            Some(v) => (FSCONFIG_SET_STRING, v.as_ptr()),
-            None => (FSCONFIG_SET_FLAG, std::ptr::null()),
-        };
-        // SAFETY: valid fs fd; key (and value, when given) NUL-terminated and alive for the call.
-        checked(unsafe {
-            libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, k.as_ptr(), vp, 0)
-        })
-        .map(drop)
+        match value.map(cstr).transpose()? {
+            Some(v) => fsconfig(fs.as_fd(), Fsconfig::String(&k, &v)),
+            None => fsconfig(fs.as_fd(), Fsconfig::Flag(&k)),
+        }
     };
     set("source", Some(source))?;
     for (k, v) in params {
         set(k, *v)?;
     }
-    // SAFETY: valid fs fd; FSCONFIG_CMD_CREATE takes no key or value.
-    checked(unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    })?;
+    fsconfig(fs.as_fd(), Fsconfig::Create)?;
     // SAFETY: valid fs fd, known flags; on success the kernel returns a new fd we own.
     let m = checked(unsafe {
         libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs)
