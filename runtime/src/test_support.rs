@@ -25,3 +25,30 @@ pub fn in_private_mount_ns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'st
     .join()
     .unwrap()
 }
+
+/// Runs `body`, a unit test named `test` (as `module_path!()` and the function's name give it), alone in
+/// a fresh process of this test binary, for a test that forks: a fork beside the harness's other test
+/// threads can copy a lock one of them holds (the musl builds' allocator lock, say), and the child
+/// then waits for it forever. There the test is the one thread at work. Here the child must pass, having
+/// run exactly that test.
+pub fn in_own_process(module: &str, test: &str, body: impl FnOnce()) {
+    const ALONE: &str = "STRATA_TEST_ALONE";
+    if std::env::var_os(ALONE).is_some() {
+        body();
+        return;
+    }
+    let module = module.split_once("::").map_or(module, |(_, rest)| rest);
+    let name = format!("{module}::{test}");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", &name, "--test-threads=1", "--nocapture"])
+        .env(ALONE, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name}, run alone: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

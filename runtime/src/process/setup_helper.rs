@@ -223,95 +223,116 @@ mod tests {
 
     #[test]
     fn the_helper_hands_over_a_new_netns_with_loopback_up_and_is_reaped() {
-        needs_root();
-        let mut helper = SetupHelper::start().unwrap();
-        let pid = helper.pid.unwrap();
-        let fd = helper.take_netns().unwrap();
-        drop(helper);
-        let made = inode(&format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        assert_ne!(made, inode("/proc/self/ns/net"), "a new namespace");
-        assert!(gone(pid), "reaped");
-        // lo is up in it: look from a thread that enters it.
-        let up = std::thread::spawn(move || {
-            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            crate::network::interface_is_up("lo").unwrap()
-        })
-        .join()
-        .unwrap();
-        assert!(up, "loopback up in the helper's namespace");
+        // It forks the helper.
+        crate::test_support::in_own_process(
+            module_path!(),
+            "the_helper_hands_over_a_new_netns_with_loopback_up_and_is_reaped",
+            || {
+                needs_root();
+                let mut helper = SetupHelper::start().unwrap();
+                let pid = helper.pid.unwrap();
+                let fd = helper.take_netns().unwrap();
+                drop(helper);
+                let made = inode(&format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                assert_ne!(made, inode("/proc/self/ns/net"), "a new namespace");
+                assert!(gone(pid), "reaped");
+                // lo is up in it: look from a thread that enters it.
+                let up = std::thread::spawn(move || {
+                    nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                    crate::network::interface_is_up("lo").unwrap()
+                })
+                .join()
+                .unwrap();
+                assert!(up, "loopback up in the helper's namespace");
+            },
+        );
     }
 
     #[test]
     fn the_helper_mounts_an_overlay_detached_that_shows_the_layers() {
-        needs_root();
-        let dir = tempfile::tempdir().unwrap();
-        let [lower, bottom, upper, work] = ["lower", "bottom", "upper", "work"].map(|d| {
-            let p = dir.path().join(d);
-            std::fs::create_dir(&p).unwrap();
-            p
-        });
-        std::fs::write(lower.join("from-lower"), "layer").unwrap();
-        // Both layers have `shadowed`: the top one (first in lowerdir) wins.
-        std::fs::write(lower.join("shadowed"), "top").unwrap();
-        std::fs::write(bottom.join("shadowed"), "bottom").unwrap();
-        std::fs::write(bottom.join("from-bottom"), "deep").unwrap();
-        let mut helper = SetupHelper::start().unwrap();
-        let pid = helper.pid.unwrap();
-        helper
-            .ask_overlay(&format!(
-                "lowerdir={}:{},upperdir={},workdir={},volatile",
-                lower.display(),
-                bottom.display(),
-                upper.display(),
-                work.display()
-            ))
-            .unwrap();
-        let tree = helper.take_overlay().unwrap();
-        let _ = helper.take_netns().unwrap();
-        // Nothing more is asked: the helper exits by itself.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| !s.contains(") Z "))
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert!(
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .unwrap()
-                .contains(") Z "),
-            "the helper exits once strata has what it asked for"
-        );
-        drop(helper);
-        // Attached nowhere, yet readable through its fd: the lower layer's file, and a write lands in
-        // the upper layer.
-        let root = format!("/proc/self/fd/{}", tree.as_raw_fd());
-        let read = |name: &str| std::fs::read_to_string(format!("{root}/{name}")).unwrap();
-        assert_eq!(read("from-lower"), "layer");
-        assert_eq!(read("from-bottom"), "deep");
-        assert_eq!(read("shadowed"), "top");
-        std::fs::write(format!("{root}/new"), "up").unwrap();
-        assert_eq!(std::fs::read_to_string(upper.join("new")).unwrap(), "up");
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        assert!(
-            !mountinfo.contains(&upper.display().to_string()),
-            "the overlay is not in the host's mount table"
+        // It forks the helper.
+        crate::test_support::in_own_process(
+            module_path!(),
+            "the_helper_mounts_an_overlay_detached_that_shows_the_layers",
+            || {
+                needs_root();
+                let dir = tempfile::tempdir().unwrap();
+                let [lower, bottom, upper, work] = ["lower", "bottom", "upper", "work"].map(|d| {
+                    let p = dir.path().join(d);
+                    std::fs::create_dir(&p).unwrap();
+                    p
+                });
+                std::fs::write(lower.join("from-lower"), "layer").unwrap();
+                // Both layers have `shadowed`: the top one (first in lowerdir) wins.
+                std::fs::write(lower.join("shadowed"), "top").unwrap();
+                std::fs::write(bottom.join("shadowed"), "bottom").unwrap();
+                std::fs::write(bottom.join("from-bottom"), "deep").unwrap();
+                let mut helper = SetupHelper::start().unwrap();
+                let pid = helper.pid.unwrap();
+                helper
+                    .ask_overlay(&format!(
+                        "lowerdir={}:{},upperdir={},workdir={},volatile",
+                        lower.display(),
+                        bottom.display(),
+                        upper.display(),
+                        work.display()
+                    ))
+                    .unwrap();
+                let tree = helper.take_overlay().unwrap();
+                let _ = helper.take_netns().unwrap();
+                // Nothing more is asked: the helper exits by itself.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| !s.contains(") Z "))
+                    && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                assert!(
+                    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .unwrap()
+                        .contains(") Z "),
+                    "the helper exits once strata has what it asked for"
+                );
+                drop(helper);
+                // Attached nowhere, yet readable through its fd: the lower layer's file, and a write lands in
+                // the upper layer.
+                let root = format!("/proc/self/fd/{}", tree.as_raw_fd());
+                let read = |name: &str| std::fs::read_to_string(format!("{root}/{name}")).unwrap();
+                assert_eq!(read("from-lower"), "layer");
+                assert_eq!(read("from-bottom"), "deep");
+                assert_eq!(read("shadowed"), "top");
+                std::fs::write(format!("{root}/new"), "up").unwrap();
+                assert_eq!(std::fs::read_to_string(upper.join("new")).unwrap(), "up");
+                let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+                assert!(
+                    !mountinfo.contains(&upper.display().to_string()),
+                    "the overlay is not in the host's mount table"
+                );
+            },
         );
     }
 
     #[test]
     fn an_overlay_the_kernel_refuses_comes_back_as_the_reason() {
-        needs_root();
-        let mut helper = SetupHelper::start().unwrap();
-        helper
-            .ask_overlay(
-                "lowerdir=/nonexistent-strata-layer,upperdir=/nonexistent-u,workdir=/nonexistent-w",
-            )
-            .unwrap();
-        let err = helper.take_overlay().unwrap_err();
-        assert!(err.contains("mounting the overlay"), "{err}");
-        // The namespace is still there to take.
-        helper.take_netns().unwrap();
+        // It forks the helper.
+        crate::test_support::in_own_process(
+            module_path!(),
+            "an_overlay_the_kernel_refuses_comes_back_as_the_reason",
+            || {
+                needs_root();
+                let mut helper = SetupHelper::start().unwrap();
+                helper
+                .ask_overlay(
+                    "lowerdir=/nonexistent-strata-layer,upperdir=/nonexistent-u,workdir=/nonexistent-w",
+                )
+                .unwrap();
+                let err = helper.take_overlay().unwrap_err();
+                assert!(err.contains("mounting the overlay"), "{err}");
+                // The namespace is still there to take.
+                helper.take_netns().unwrap();
+            },
+        );
     }
 
     #[test]
@@ -330,10 +351,17 @@ mod tests {
 
     #[test]
     fn a_helper_dropped_unused_is_killed_and_reaped() {
-        needs_root();
-        let helper = SetupHelper::start().unwrap();
-        let pid = helper.pid.unwrap();
-        drop(helper);
-        assert!(gone(pid));
+        // It forks the helper.
+        crate::test_support::in_own_process(
+            module_path!(),
+            "a_helper_dropped_unused_is_killed_and_reaped",
+            || {
+                needs_root();
+                let helper = SetupHelper::start().unwrap();
+                let pid = helper.pid.unwrap();
+                drop(helper);
+                assert!(gone(pid));
+            },
+        );
     }
 }
