@@ -235,8 +235,9 @@ struct Held {
 }
 
 impl Held {
-    /// Kills what is left in the cgroup (`kill_first`) and removes it, deletes the veth, stops the FUSE server. Errors
-    /// are reported, not fatal: the container's status is what strata exits with.
+    /// Releases the container's mount namespace, kills what is left in the cgroup (`kill_first`) and
+    /// removes it, deletes the veth, stops the FUSE server. Errors are reported, not fatal: the
+    /// container's status is what strata exits with.
     fn release(&mut self, kill_first: bool) {
         // Its mounts go while the cgroup is removed, and are gone before the FUSE server stops and
         // the upper layer is deleted.
@@ -493,8 +494,9 @@ fn make_late_cgroup(
         &cfg.resources,
     )?;
     let cg = held.cgroup.insert(cg);
-    // strata has time to spare here, the child has not: its /sys/fs/cgroup comes ready, the tmpfs and
-    // every hierarchy (first, so it is there when the child joins). Where it cannot be made, the child
+    // The child's /sys/fs/cgroup comes ready, the tmpfs and every hierarchy (first, so it is there
+    // when the child joins): a dozen mounts off the child's lane. With them here, this lane is now the
+    // longer one by a little (the child finishes its rootfs first). Where it cannot be made, the child
     // mounts it itself.
     let cgroupfs = p.plan.rootfs.as_ref().and_then(|r| r.cgroupfs.as_ref());
     if let Some(Ok(tree)) = cgroupfs.and_then(|c| c.prepared_tree(cg.rel_path())) {
