@@ -64,6 +64,12 @@ pub fn clone3_run<F: FnOnce() -> i32>(
             std::mem::size_of::<CloneArgs>(),
         )
     };
+    run_in_child(rc, child)
+}
+
+/// After a fork-like clone that returned `rc`: in the child (0) runs `child` and exits with its return
+/// value (125 if it panics); in the parent returns the child's pid, or the clone's error.
+fn run_in_child<F: FnOnce() -> i32>(rc: libc::c_long, child: F) -> io::Result<Pid> {
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -136,14 +142,7 @@ pub fn fork_run<F: FnOnce() -> i32>(child: F) -> io::Result<Pid> {
             0usize,
         )
     };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if rc == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(125);
-        exit_now(code);
-    }
-    Ok(Pid::from_raw(rc as i32))
+    run_in_child(rc, child)
 }
 
 /// A detached copy of the mount tree at `path` (open_tree(2) with OPEN_TREE_CLONE), not yet attached
