@@ -220,6 +220,7 @@ fn run_claimed(
         st.oom_killed = oom;
         cfg.state_root.save(&st)?;
     }
+    held.finish();
     ph.write_if_requested();
     Ok(code)
 }
@@ -232,17 +233,19 @@ struct Held {
     server: Option<strata_overlayfs::Server>,
     /// The container's mount namespace (see [`hold_mount_ns`]).
     mnt_ns: Option<std::os::fd::OwnedFd>,
+    /// The task releasing it, once [`Held::release`] started it.
+    unmounting: Option<crate::sys::SyscallTask>,
 }
 
 impl Held {
     /// Releases the container's mount namespace, kills what is left in the cgroup (`kill_first`) and
-    /// removes it, deletes the veth, stops the FUSE server. Errors are reported, not fatal: the
-    /// container's status is what strata exits with.
+    /// removes it, deletes the veth. The namespace's mounts go on being released by a task of their own
+    /// ([`Held::finish`] waits for it and then stops the FUSE server). Errors are reported, not fatal:
+    /// the container's status is what strata exits with.
     fn release(&mut self, kill_first: bool) {
-        // Its mounts go while the cgroup is removed, and are gone before the FUSE server stops and
-        // the upper layer is deleted.
-        let unmounting = self.mnt_ns.take().and_then(crate::sys::close_concurrently);
-        if let Some(t) = &unmounting {
+        // Its mounts go while the cgroup is removed (and, without a FUSE server, the state dir).
+        self.unmounting = self.mnt_ns.take().and_then(crate::sys::close_concurrently);
+        if let Some(t) = &self.unmounting {
             process::run_beside(t.pid());
         }
         if let Some(cg) = self.cgroup.take() {
@@ -251,13 +254,21 @@ impl Held {
                 eprintln!("strata: removing the container's cgroup: {e}");
             }
         }
-        if let Some(Err(e)) = unmounting.map(crate::sys::SyscallTask::wait) {
-            eprintln!("strata: releasing the container's mount namespace: {e}");
-        }
         if let Some(b) = self.bridge.take() {
             if let Err(e) = b.teardown() {
                 eprintln!("strata: removing the container's network: {e}");
             }
+        }
+        if self.server.is_some() {
+            // The mounts are gone before the FUSE server stops and the upper layer is deleted.
+            self.finish();
+        }
+    }
+
+    /// Waits until the container's mounts are released, then stops the FUSE server.
+    fn finish(&mut self) {
+        if let Some(Err(e)) = self.unmounting.take().map(crate::sys::SyscallTask::wait) {
+            eprintln!("strata: releasing the container's mount namespace: {e}");
         }
         if let Some(s) = self.server.take() {
             // strata exits right after: its threads need not be waited for.
@@ -265,6 +276,12 @@ impl Held {
                 eprintln!("strata: stopping the FUSE rootfs server: {e}");
             }
         }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
