@@ -110,10 +110,9 @@ fn looks_like_run_with_own_netns(args: &[std::ffi::OsString]) -> bool {
 }
 
 fn main() -> ExitCode {
-    // Before anything else: the helper makes the container's network namespace (and, asked later, its
-    // overlay) on the idle CPU while this process parses, prepares and clones; strata's address space
-    // is smallest now, which keeps the fork and the copy-on-write faults after it cheap (see
-    // strata_runtime::process::SetupHelper).
+    // Before anything else: a task of strata's set-up helper makes the container's network namespace
+    // (and, asked later, another its overlay) on the idle CPU while this process parses, prepares and
+    // clones (see strata_runtime::process::SetupHelper).
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let setup_helper = looks_like_run_with_own_netns(&args)
         .then(|| strata_runtime::process::SetupHelper::start().ok())

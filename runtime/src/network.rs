@@ -83,11 +83,6 @@ pub fn new_netns_with_loopback() -> Result<OwnedFd> {
     crate::sys::new_netns_with_loopback(own.as_fd()).map_err(NetworkError::NewNetns)
 }
 
-/// Moves the calling process (a forked helper) into a new network namespace, loopback up, and returns it.
-pub fn enter_new_netns_with_loopback() -> Result<OwnedFd> {
-    crate::sys::enter_new_netns_with_loopback().map_err(NetworkError::NewNetns)
-}
-
 /// True if interface `name` is up in the calling thread's network namespace.
 pub fn interface_is_up(name: &str) -> io::Result<bool> {
     Ok(crate::sys::interface_flags(name)? & libc::IFF_UP != 0)

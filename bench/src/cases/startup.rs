@@ -141,7 +141,8 @@ impl StrataVariant {
 /// Who makes the container's network namespace in a startup/netns subject.
 #[derive(Clone, Copy)]
 enum NetnsMaker {
-    /// strata's default: its set-up helper, forked first thing (it also mounts the overlay, detached).
+    /// strata's default: its set-up helper's task, started first thing (another mounts the overlay,
+    /// detached).
     Helper,
     /// strata itself, right after the clone (hidden flag --no-setup-helper; the child mounts the overlay).
     AfterClone,
@@ -210,10 +211,12 @@ pub fn groups(_suite: Suite) -> Vec<Group> {
         format!(
             "Who makes the container's network namespace. End to end: `strata run --image {} --fs kernel \
              --rm --memory 256m --cpus 1 --pids 512 -- /bin/true` as the startup/true group's strata-kernel \
-             subject runs it: strata-kernel (strata's default) has its set-up helper, a process forked \
-             before argument parsing, make the namespace (unshare, loopback up) on the other CPU while \
-             strata prepares and clones, and mount the overlay, detached, which the container process then \
-             attaches; the container process enters the namespace before its /sys mount. \
+             subject runs it: strata-kernel (strata's default) has its set-up helper make the namespace \
+             (unshare, loopback up) on the other CPU while strata prepares and clones, by a task started \
+             before argument parsing that runs a fixed list of raw system calls in strata's memory and fd \
+             table (clone3 with CLONE_VM and CLONE_FILES; in results before 2026-12-07-vm-standard-7 the \
+             helper was a forked process), and mount the overlay, detached, by another such task, which \
+             the container process then attaches; the container process enters the namespace before its /sys mount. \
              strata-kernel-no-helper (hidden flag --no-setup-helper) makes the namespace itself right after \
              the clone (unshare, loopback up, setns back) while the container process mounts its rootfs, \
              overlay included. strata-kernel-netns-in-clone3 (hidden flag --netns-in-clone) has clone3 make \

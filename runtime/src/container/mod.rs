@@ -143,13 +143,13 @@ pub enum NetMode {
 /// `strata run`: returns the exit status strata should exit with (the container's, or 0 when detached).
 /// `helper` is a [`process::SetupHelper`] the caller started as early as it could, in case the
 /// container's network namespace is strata's to make (`ChildPlan::net_from_parent`): it is used then
-/// (it also mounts a kernel overlay), dropped (killed and reaped) otherwise. Without one strata makes the
+/// (it also mounts a kernel overlay), dropped (its task reaped) otherwise. Without one strata makes the
 /// namespace itself after the clone and the container process mounts its overlay.
 pub fn run(cfg: RunConfig, helper: Option<process::SetupHelper>) -> Result<i32, ContainerError> {
     let id = cfg.name.clone().unwrap_or_else(state::new_id);
     let dir = cfg.state_root.claim(&id)?;
     if cfg.detach {
-        // The monitor is a fork: the helper is not its child.
+        // The monitor is a fork: the helper's task is not its child.
         drop(helper);
         return detach(cfg, id, dir);
     }
@@ -178,7 +178,8 @@ fn run_claimed(
             return Err(e);
         }
     };
-    // Only where the plan has strata make the namespace (a dropped helper is killed and reaped).
+    // Only where the plan has strata make the namespace (a dropped helper reaps its task and closes
+    // what it made).
     let mut helper = helper.filter(|_| p.plan.net_from_parent);
     // The helper mounts the overlay while strata clones; a helper that cannot be asked leaves it to the
     // container process, as without a helper.
@@ -367,7 +368,7 @@ fn start_and_wait(
     if p.plan.net_from_parent {
         // While the child mounts its rootfs; before the cgroup, as the child needs it first (at /sys).
         ph.start("network");
-        // The helper, if any, exits after handing it over and is reaped when this function returns.
+        // The helper's task, if any, is reaped as it hands it over.
         if let Err(e) = spawned.send_net(setup_helper.as_mut()) {
             return Err(fail(give_up(&spawned, e.into()), started));
         }

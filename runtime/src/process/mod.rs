@@ -479,8 +479,7 @@ impl Spawned {
                     | sync::Msg::NetNs(_)
                     | sync::Msg::Cgroup(_)
                     | sync::Msg::CgroupReady
-                    | sync::Msg::CgroupfsTree(_)
-                    | sync::Msg::Overlay(_),
+                    | sync::Msg::CgroupfsTree(_),
                 ) => {
                     return Err(ProcessError::Sync(Errno::EBADMSG));
                 }

@@ -42,9 +42,6 @@ pub enum Msg {
     /// Parent -> child, before [`Msg::Cgroup`]: its /sys/fs/cgroup, the tmpfs with every hierarchy in
     /// it, mounted detached (`rootfs::CgroupFs::prepared_tree`).
     CgroupfsTree(OwnedFd),
-    /// strata -> its set-up helper ([`super::SetupHelper`]): mount a kernel overlay with these mount
-    /// options, detached; the answer is a [`Msg::RootTree`] or an [`Msg::Error`].
-    Overlay(String),
 }
 
 /// The most fds one message carries (v1 has a dozen hierarchies at most).
@@ -94,11 +91,6 @@ impl Channel {
                 buf.push(b'C');
                 fds = tasks.iter().map(|f| f.as_raw_fd()).collect();
                 &[ControlMessage::ScmRights(&fds)]
-            }
-            Msg::Overlay(options) => {
-                buf.push(b'O');
-                buf.extend_from_slice(options.as_bytes());
-                &[]
             }
             Msg::RootfsDone(t) => {
                 buf.push(b'R');
@@ -184,7 +176,6 @@ impl Channel {
             b'S' if fds.len() == 1 => Msg::NetNs(fds.pop().ok_or(Errno::EBADMSG)?),
             b'Y' if fds.len() == 1 => Msg::CgroupfsTree(fds.pop().ok_or(Errno::EBADMSG)?),
             b'C' => Msg::Cgroup(fds),
-            b'O' => Msg::Overlay(String::from_utf8_lossy(&buf[1..n]).into_owned()),
             _ => return Err(Errno::EBADMSG),
         }))
     }

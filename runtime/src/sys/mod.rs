@@ -14,7 +14,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use nix::unistd::Pid;
 
 mod syscall_task;
-pub use syscall_task::{SyscallTask, close_concurrently, detach_cwd_mount_concurrently};
+pub use syscall_task::{
+    Made, SyscallTask, close_concurrently, detach_cwd_mount_concurrently, fsmount_task,
+    new_netns_task,
+};
 
 /// `struct clone_args` of clone3(2), up to and including `cgroup` (CLONE_ARGS_SIZE_VER2).
 #[repr(C)]
@@ -307,14 +310,21 @@ enum Fsconfig<'a> {
     Reconfigure,
 }
 
+impl Fsconfig<'_> {
+    /// fsconfig(2)'s command number, key and value (null where the command takes none).
+    fn raw(&self) -> (libc::c_uint, *const libc::c_char, *const libc::c_char) {
+        let none = std::ptr::null::<libc::c_char>();
+        match self {
+            Fsconfig::Flag(k) => (0, k.as_ptr(), none),
+            Fsconfig::String(k, v) => (1, k.as_ptr(), v.as_ptr()),
+            Fsconfig::Create => (6, none, none),
+            Fsconfig::Reconfigure => (7, none, none),
+        }
+    }
+}
+
 fn fsconfig(fs: BorrowedFd<'_>, command: Fsconfig<'_>) -> io::Result<()> {
-    let none = std::ptr::null::<libc::c_char>();
-    let (cmd, key, value) = match command {
-        Fsconfig::Flag(k) => (0, k.as_ptr(), none),
-        Fsconfig::String(k, v) => (1, k.as_ptr(), v.as_ptr()),
-        Fsconfig::Create => (6, none, none),
-        Fsconfig::Reconfigure => (7, none, none),
-    };
+    let (cmd, key, value) = command.raw();
     // SAFETY: valid fs fd; the key and value are NUL-terminated and outlive the call, or null where the
     // command takes none.
     checked(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, key, value, 0) })
@@ -465,14 +475,6 @@ pub fn new_netns_with_loopback(
     setns(own, CloneFlags::CLONE_NEWNET)?;
     set_interface_up_via(&sock?, "lo")?;
     made
-}
-
-/// Moves the calling process (single-threaded: a forked helper) into a new network namespace for good,
-/// brings its loopback up and returns the namespace, which outlives the process through the fd.
-pub fn enter_new_netns_with_loopback() -> std::io::Result<std::os::fd::OwnedFd> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
-    set_interface_up_via(&ioctl_socket()?, "lo")?;
-    std::fs::File::open("/proc/thread-self/ns/net").map(std::os::fd::OwnedFd::from)
 }
 
 fn set_interface_up_via(sock: &std::os::fd::OwnedFd, name: &str) -> std::io::Result<()> {
