@@ -148,12 +148,21 @@ pub fn fork_run<F: FnOnce() -> i32>(child: F) -> io::Result<Pid> {
     run_in_child(rc, child)
 }
 
+/// `bytes` NUL-terminated for a system call; InvalidInput when they hold a NUL.
+fn c_string(bytes: impl Into<Vec<u8>>) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// `path` NUL-terminated for a system call.
+fn c_path(path: &std::path::Path) -> io::Result<std::ffi::CString> {
+    c_string(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+}
+
 /// A detached copy of the mount tree at `path` (open_tree(2) with OPEN_TREE_CLONE), not yet attached
 /// anywhere; the handle for an idmapped rootfs.
 pub fn open_tree_clone(path: &std::path::Path) -> io::Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
-    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let c = c_path(path)?;
     // SAFETY: c is a valid NUL-terminated path; on success the kernel returns a new fd we own.
     let rc = unsafe {
         libc::syscall(
@@ -231,8 +240,7 @@ pub fn move_mount_into(
 
 fn move_mount_at(tree: BorrowedFd<'_>, dir: RawFd, target: &std::path::Path) -> io::Result<()> {
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()))
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let c = c_path(target)?;
     // SAFETY: valid fds (or AT_FDCWD) and NUL-terminated paths; "" with F_EMPTY_PATH names `tree`.
     let rc = unsafe {
         libc::syscall(
@@ -359,16 +367,13 @@ pub fn fsmount_detached(
     let attrs = mount_attrs(flags) as libc::c_uint;
     const FSOPEN_CLOEXEC: libc::c_uint = 1;
     const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-    let cstr = |s: &str| {
-        std::ffi::CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-    };
     // SAFETY: fstype is NUL-terminated; on success the kernel returns a new fd we own.
     let fs = checked(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
     // SAFETY: as above.
     let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
     let set = |key: &str, value: Option<&str>| -> io::Result<()> {
-        let k = cstr(key)?;
-        match value.map(cstr).transpose()? {
+        let k = c_string(key)?;
+        match value.map(c_string).transpose()? {
             Some(v) => fsconfig(fs.as_fd(), Fsconfig::String(&k, &v)),
             None => fsconfig(fs.as_fd(), Fsconfig::Flag(&k)),
         }

@@ -1,6 +1,5 @@
 //! System calls made by a task of their own, so that what they wait for is off their creator's path.
 
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -107,8 +106,7 @@ impl Program {
 
     /// A NUL-terminated copy of `s` the program keeps; its address, for a call's argument.
     pub fn c_str(&mut self, s: &str) -> io::Result<u64> {
-        let c = CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        Ok(self.bytes(c.into_bytes_with_nul()))
+        Ok(self.bytes(super::c_string(s)?.into_bytes_with_nul()))
     }
 
     /// A buffer the program keeps (and the task may write); its address, for a call's argument.
@@ -410,11 +408,8 @@ pub fn fsmount_task(
             .makes_fd()
             .keep();
         let set = |p: &mut Program, key: &str, value: Option<&str>| -> io::Result<()> {
-            let k = CString::new(key).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-            let v = value
-                .map(CString::new)
-                .transpose()
-                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            let k = super::c_string(key)?;
+            let v = value.map(super::c_string).transpose()?;
             let command = match &v {
                 Some(v) => super::Fsconfig::String(&k, v),
                 None => super::Fsconfig::Flag(&k),
