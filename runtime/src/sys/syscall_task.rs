@@ -74,9 +74,12 @@ impl Program {
         self.push(nr, &args, true)
     }
 
+    /// Arguments past the sixth (no system call has more) are ignored.
     fn push(&mut self, nr: libc::c_long, args: &[u64], arg0_kept: bool) -> &mut Self {
         let mut a = [0u64; 6];
-        a[..args.len()].copy_from_slice(args);
+        for (slot, arg) in a.iter_mut().zip(args) {
+            *slot = *arg;
+        }
         self.steps.push(Step {
             nr: nr as u64,
             args: a,
@@ -111,8 +114,8 @@ impl Program {
 
     /// A buffer the program keeps (and the task may write); its address, for a call's argument.
     pub fn bytes(&mut self, b: Vec<u8>) -> u64 {
-        let b = b.into_boxed_slice();
-        let at = b.as_ptr() as u64;
+        let mut b = b.into_boxed_slice();
+        let at = b.as_mut_ptr() as u64;
         self.data.push(b);
         at
     }
