@@ -27,9 +27,10 @@ pub fn in_private_mount_ns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'st
 }
 
 /// Runs `body`, a unit test named `test` (as `module_path!()` and the function's name give it), alone in
-/// a fresh process of this test binary, for a test that forks: a fork beside the harness's other test
-/// threads can copy a lock one of them holds (the musl builds' allocator lock, say), and the child
-/// then waits for it forever. There the test is the one thread at work. Here the child must pass, having
+/// a fresh process of this test binary, for a test that forks or that counts its process's children or
+/// open fds: a fork beside the harness's other test threads can copy a lock one of them holds (the
+/// musl builds' allocator lock, say), and the child then waits for it forever; other tests' children
+/// and fds would be counted too. There the test is the one thread at work. Here the child must pass, having
 /// run exactly that test.
 pub fn in_own_process(module: &str, test: &str, body: impl FnOnce()) {
     const ALONE: &str = "STRATA_TEST_ALONE";

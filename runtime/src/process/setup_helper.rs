@@ -112,10 +112,24 @@ mod tests {
     use nix::sys::wait::{WaitPidFlag, waitpid};
     use std::os::fd::AsRawFd;
 
-    fn needs_root() {
-        if !nix::unistd::Uid::effective().is_root() {
-            panic!("this test needs root (it makes a network namespace and mounts)");
-        }
+    /// Runs `body` as root, alone in a process of its own: the helper's tasks are children of the test
+    /// process, and [`nothing_to_reap`] must see only them.
+    fn alone_as_root(test: &str, body: impl FnOnce()) {
+        crate::test_support::in_own_process(module_path!(), test, || {
+            if !nix::unistd::Uid::effective().is_root() {
+                panic!("this test needs root (it makes a network namespace and mounts)");
+            }
+            body()
+        });
+    }
+
+    /// Directories `names` made under `root`.
+    fn dirs<const N: usize>(root: &std::path::Path, names: [&str; N]) -> [std::path::PathBuf; N] {
+        names.map(|d| {
+            let p = root.join(d);
+            std::fs::create_dir(&p).unwrap();
+            p
+        })
     }
 
     fn inode(path: &str) -> u64 {
@@ -134,12 +148,9 @@ mod tests {
 
     #[test]
     fn the_task_hands_over_a_new_netns_with_loopback_up_as_the_ioctls_bring_it_up() {
-        // Its tasks are children of the test process, waited for by pid.
-        crate::test_support::in_own_process(
-            module_path!(),
+        alone_as_root(
             "the_task_hands_over_a_new_netns_with_loopback_up_as_the_ioctls_bring_it_up",
             || {
-                needs_root();
                 let mut helper = SetupHelper::start().unwrap();
                 let fd = helper.take_netns().unwrap();
                 drop(helper);
@@ -174,18 +185,12 @@ mod tests {
 
     #[test]
     fn the_helper_mounts_an_overlay_detached_that_shows_the_layers() {
-        // Its tasks are children of the test process, waited for by pid.
-        crate::test_support::in_own_process(
-            module_path!(),
+        alone_as_root(
             "the_helper_mounts_an_overlay_detached_that_shows_the_layers",
             || {
-                needs_root();
                 let dir = tempfile::tempdir().unwrap();
-                let [lower, bottom, upper, work] = ["lower", "bottom", "upper", "work"].map(|d| {
-                    let p = dir.path().join(d);
-                    std::fs::create_dir(&p).unwrap();
-                    p
-                });
+                let [lower, bottom, upper, work] =
+                    dirs(dir.path(), ["lower", "bottom", "upper", "work"]);
                 std::fs::write(lower.join("from-lower"), "layer").unwrap();
                 // Both layers have `shadowed`: the top one (first in lowerdir) wins.
                 std::fs::write(lower.join("shadowed"), "top").unwrap();
@@ -225,12 +230,9 @@ mod tests {
 
     #[test]
     fn an_overlay_the_kernel_refuses_comes_back_as_the_reason() {
-        // Its tasks are children of the test process, waited for by pid.
-        crate::test_support::in_own_process(
-            module_path!(),
+        alone_as_root(
             "an_overlay_the_kernel_refuses_comes_back_as_the_reason",
             || {
-                needs_root();
                 let mut helper = SetupHelper::start().unwrap();
                 helper
                 .ask_overlay(
@@ -262,18 +264,11 @@ mod tests {
 
     #[test]
     fn a_helper_dropped_unused_reaps_its_tasks_and_closes_what_they_made() {
-        // Its tasks are children of the test process, waited for by pid.
-        crate::test_support::in_own_process(
-            module_path!(),
+        alone_as_root(
             "a_helper_dropped_unused_reaps_its_tasks_and_closes_what_they_made",
             || {
-                needs_root();
                 let dir = tempfile::tempdir().unwrap();
-                let [lower, upper, work] = ["lower", "upper", "work"].map(|d| {
-                    let p = dir.path().join(d);
-                    std::fs::create_dir(&p).unwrap();
-                    p
-                });
+                let [lower, upper, work] = dirs(dir.path(), ["lower", "upper", "work"]);
                 let before = open_fds();
                 let mut helper = SetupHelper::start().unwrap();
                 helper

@@ -318,7 +318,15 @@ enum Fsconfig<'a> {
     Reconfigure,
 }
 
-impl Fsconfig<'_> {
+impl<'a> Fsconfig<'a> {
+    /// Sets `key` to `value`, or the flag `key` when there is no value.
+    fn set(key: &'a CStr, value: Option<&'a CStr>) -> Fsconfig<'a> {
+        match value {
+            Some(v) => Fsconfig::String(key, v),
+            None => Fsconfig::Flag(key),
+        }
+    }
+
     /// fsconfig(2)'s command number, key and value (null where the command takes none).
     fn raw(&self) -> (libc::c_uint, *const libc::c_char, *const libc::c_char) {
         let none = std::ptr::null::<libc::c_char>();
@@ -354,6 +362,21 @@ pub fn set_mount_flags(tree: BorrowedFd<'_>, flags: nix::mount::MsFlags) -> io::
     )
 }
 
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+
+/// What a new mount is configured with, in order, NUL-terminated: its source, then `params` (a value,
+/// or none for a flag).
+fn fsconfig_settings(
+    source: &str,
+    params: &[(&str, Option<&str>)],
+) -> io::Result<Vec<(std::ffi::CString, Option<std::ffi::CString>)>> {
+    std::iter::once(("source", Some(source)))
+        .chain(params.iter().copied())
+        .map(|(k, v)| Ok((c_string(k)?, v.map(c_string).transpose()?)))
+        .collect()
+}
+
 /// A new mount of filesystem `fstype`, attached nowhere (fsopen, fsconfig, fsmount): `source` is its
 /// device name, `params` its parameters in order (a value, or none for a flag), `flags` the per-mount
 /// flags of mount(2) it gets (nosuid, nodev, noexec, read-only, atime). It is attached with
@@ -365,22 +388,13 @@ pub fn fsmount_detached(
     flags: nix::mount::MsFlags,
 ) -> io::Result<OwnedFd> {
     let attrs = mount_attrs(flags) as libc::c_uint;
-    const FSOPEN_CLOEXEC: libc::c_uint = 1;
-    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    let settings = fsconfig_settings(source, params)?;
     // SAFETY: fstype is NUL-terminated; on success the kernel returns a new fd we own.
     let fs = checked(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
     // SAFETY: as above.
     let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
-    let set = |key: &str, value: Option<&str>| -> io::Result<()> {
-        let k = c_string(key)?;
-        match value.map(c_string).transpose()? {
-            Some(v) => fsconfig(fs.as_fd(), Fsconfig::String(&k, &v)),
-            None => fsconfig(fs.as_fd(), Fsconfig::Flag(&k)),
-        }
-    };
-    set("source", Some(source))?;
-    for (k, v) in params {
-        set(k, *v)?;
+    for (k, v) in &settings {
+        fsconfig(fs.as_fd(), Fsconfig::set(k, v.as_deref()))?;
     }
     fsconfig(fs.as_fd(), Fsconfig::Create)?;
     // SAFETY: valid fs fd, known flags; on success the kernel returns a new fd we own.

@@ -403,35 +403,25 @@ pub fn fsmount_task(
     flags: nix::mount::MsFlags,
 ) -> Option<io::Result<SyscallTask>> {
     let program = || -> io::Result<Program> {
-        const FSOPEN_CLOEXEC: u64 = 1;
-        const FSMOUNT_CLOEXEC: u64 = 1;
         let mut p = Program::default();
         let fstype = p.c_str(fstype)?;
-        p.call(libc::SYS_fsopen, &[fstype, FSOPEN_CLOEXEC])
-            .makes_fd()
-            .keep();
-        let set = |p: &mut Program, key: &str, value: Option<&str>| -> io::Result<()> {
-            let k = super::c_string(key)?;
-            let v = value.map(super::c_string).transpose()?;
-            let command = match &v {
-                Some(v) => super::Fsconfig::String(&k, v),
-                None => super::Fsconfig::Flag(&k),
-            };
-            let (cmd, _, _) = command.raw();
-            let key = p.bytes(k.as_bytes_with_nul().to_vec());
+        p.call(
+            libc::SYS_fsopen,
+            &[fstype, u64::from(super::FSOPEN_CLOEXEC)],
+        )
+        .makes_fd()
+        .keep();
+        for (k, v) in super::fsconfig_settings(source, params)? {
+            let (cmd, _, _) = super::Fsconfig::set(&k, v.as_deref()).raw();
+            let key = p.bytes(k.into_bytes_with_nul());
             let value = v.map_or(0, |v| p.bytes(v.into_bytes_with_nul()));
             p.call_on_kept(libc::SYS_fsconfig, &[u64::from(cmd), key, value, 0]);
-            Ok(())
-        };
-        set(&mut p, "source", Some(source))?;
-        for (k, v) in params {
-            set(&mut p, k, *v)?;
         }
         let (create, _, _) = super::Fsconfig::Create.raw();
         p.call_on_kept(libc::SYS_fsconfig, &[u64::from(create), 0, 0, 0])
             .call_on_kept(
                 libc::SYS_fsmount,
-                &[FSMOUNT_CLOEXEC, super::mount_attrs(flags)],
+                &[u64::from(super::FSMOUNT_CLOEXEC), super::mount_attrs(flags)],
             )
             .makes_fd();
         Ok(p)
